@@ -1,0 +1,49 @@
+//! A component that misbehaves on purpose, so the host's containment (trap
+//! handling, CPU deadline / fuel, memory limit) can be tested against a real
+//! component. Route `/...`; the last path segment picks the behaviour:
+//!
+//! * `/ok`   — 200 `ok` (the control case: the host still works afterwards);
+//! * `/trap` — panics, which traps the instance;
+//! * `/loop` — never returns (a busy loop the optimizer cannot remove);
+//! * `/hog`  — allocates 1 MiB chunks until allocation fails (and traps).
+//!
+//! Not in `spin.toml`: it is never deployed.
+
+use std::hint::black_box;
+
+use spin_sdk::http::{IncomingRequest, Response};
+use spin_sdk::http_component;
+
+#[http_component]
+fn handle(req: IncomingRequest) -> Response {
+    let path = req.path_with_query().unwrap_or_default();
+    let path = path.split('?').next().unwrap_or_default();
+    match path.rsplit('/').next().unwrap_or_default() {
+        "ok" => text(200, "ok"),
+        "trap" => panic!("misbehave: trapping on purpose"),
+        "loop" => spin(),
+        "hog" => hog(),
+        other => text(404, &format!("unknown behaviour {other:?}; try ok, trap, loop or hog")),
+    }
+}
+
+fn text(status: u16, body: &str) -> Response {
+    Response::builder().status(status).header("content-type", "text/plain").body(body.to_owned()).build()
+}
+
+fn spin() -> ! {
+    let mut n: u64 = 0;
+    loop {
+        n = black_box(n.wrapping_add(1));
+    }
+}
+
+fn hog() -> ! {
+    let mut chunks: Vec<Vec<u8>> = Vec::new();
+    loop {
+        // Written to, so the pages are really used, and kept alive in `chunks`.
+        let chunk = black_box(vec![0xA5_u8; 1 << 20]);
+        chunks.push(chunk);
+        black_box(&chunks);
+    }
+}

@@ -1,0 +1,256 @@
+//! Loading an application: engine, linker, compilation, pre-instantiation.
+//!
+//! All expensive and fallible work happens here, once, at startup: compiling
+//! wasm, checking that every import is something this host provides, and
+//! resolving variables. Serving a request then only instantiates a
+//! pre-linked component, which is what makes Spin's instance-per-request
+//! model affordable.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+use crate::bindings::fermyon::spin::{sqlite, variables as spin_variables};
+use crate::routes::Router;
+use crate::sqlite::SqliteAccess;
+use crate::wasi::{ComponentCtx, HostState};
+use crate::{HostConfig, LoadError, limits, manifest, variables};
+
+/// Interfaces this host implements, for error messages.
+const SUPPORTED: &str = "wasi:cli, wasi:clocks, wasi:filesystem (no preopens), wasi:io, \
+wasi:random, wasi:sockets (all denied), wasi:http@0.2 (outbound denied), \
+fermyon:spin/sqlite@2.0.0 and fermyon:spin/variables@2.0.0";
+
+/// A compiled, linked component ready to instantiate.
+pub(crate) struct LoadedComponent {
+    /// Static per-component data shared by its requests.
+    pub ctx: Arc<ComponentCtx>,
+    /// The pre-instantiated `wasi:http/proxy` component.
+    pub pre: ProxyPre<HostState>,
+}
+
+/// The shared state behind `SpinApp`.
+pub(crate) struct AppInner {
+    /// The engine every component was compiled with.
+    pub engine: Engine,
+    /// Maps request paths to component indices.
+    pub router: Router,
+    /// Components in manifest order.
+    pub components: Vec<LoadedComponent>,
+    /// The host configuration (timeouts, limits).
+    pub config: HostConfig,
+}
+
+impl AppInner {
+    /// See [`crate::SpinApp::load`].
+    pub fn load(manifest_path: &Path, config: HostConfig) -> Result<AppInner, LoadError> {
+        let started = Instant::now();
+        let manifest = manifest::load(manifest_path).map_err(|message| LoadError::Manifest {
+            path: manifest_path.to_path_buf(),
+            message,
+        })?;
+        let app_vars = variables::resolve_app_variables(
+            &manifest.variables,
+            |k| std::env::var(k).ok(),
+            &config.variables,
+        )
+        .map_err(LoadError::Variables)?;
+
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            LoadError::Setup(format!(
+                "cannot create data dir {}: {e}",
+                config.data_dir.display()
+            ))
+        })?;
+
+        let engine = build_engine(&config)?;
+        let linker = build_linker(&engine)?;
+
+        let mut known_dbs: HashSet<String> = HashSet::from(["default".to_string()]);
+        for c in &manifest.components {
+            known_dbs.extend(c.sqlite_databases.iter().cloned());
+        }
+
+        let mut components = Vec::with_capacity(manifest.components.len());
+        for decl in &manifest.components {
+            let variables = variables::component_variables(&decl.id, &decl.variables, &app_vars)
+                .map_err(LoadError::Variables)?;
+            if !decl.allowed_outbound_hosts.is_empty() {
+                tracing::warn!(
+                    component = %decl.id,
+                    hosts = ?decl.allowed_outbound_hosts,
+                    "allowed_outbound_hosts is not supported by the embedded host; outbound requests will be denied"
+                );
+            }
+            let component_err = |message: String| LoadError::Component {
+                component: decl.id.clone(),
+                message,
+            };
+            let bytes = std::fs::read(&decl.source).map_err(|e| {
+                component_err(format!(
+                    "cannot read {}: {e} (build the components first, e.g. `cargo xtask build`)",
+                    decl.source.display()
+                ))
+            })?;
+            let t0 = Instant::now();
+            let component = Component::new(&engine, &bytes).map_err(|e| {
+                component_err(format!("cannot compile {}: {e:#}", decl.source.display()))
+            })?;
+            let compiled_in = t0.elapsed();
+            let pre = linker
+                .instantiate_pre(&component)
+                .map_err(|e| component_err(link_error_message(&format!("{e:#}"))))?;
+            let pre = ProxyPre::new(pre).map_err(|e| {
+                component_err(format!(
+                    "it does not export wasi:http/incoming-handler@0.2 (is it an HTTP component?): {e:#}"
+                ))
+            })?;
+            tracing::info!(component = %decl.id, ?compiled_in, bytes = bytes.len(), "compiled component");
+            components.push(LoadedComponent {
+                ctx: Arc::new(ComponentCtx {
+                    id: decl.id.clone(),
+                    environment: decl
+                        .environment
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                    variables,
+                    sqlite: SqliteAccess {
+                        data_dir: config.data_dir.clone(),
+                        allowed: decl.sqlite_databases.iter().cloned().collect(),
+                        known: known_dbs.clone(),
+                    },
+                }),
+                pre,
+            });
+        }
+
+        let index: HashMap<&str, usize> = manifest
+            .components
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.id.as_str(), i))
+            .collect();
+        let routes = manifest.triggers.iter().filter_map(|t| {
+            index
+                .get(t.component.as_str())
+                .map(|i| (t.route.as_str(), *i))
+        });
+        let router =
+            Router::build(&manifest.base, routes).map_err(|message| LoadError::Manifest {
+                path: manifest_path.to_path_buf(),
+                message,
+            })?;
+
+        limits::start_epoch_ticker(engine.weak())
+            .map_err(|e| LoadError::Setup(format!("cannot start epoch ticker thread: {e}")))?;
+        tracing::info!(
+            components = components.len(),
+            elapsed = ?started.elapsed(),
+            "loaded Spin application"
+        );
+        Ok(AppInner {
+            engine,
+            router,
+            components,
+            config,
+        })
+    }
+}
+
+/// One engine for all components: epoch interruption for deadlines and the
+/// pooling allocator for fast, bounded per-request instantiation. Falls back
+/// to on-demand allocation if the pool's virtual memory cannot be reserved
+/// (e.g. under a tight `ulimit -v`).
+fn build_engine(config: &HostConfig) -> Result<Engine, LoadError> {
+    let n = config.max_concurrent_instances.max(1);
+    let mut base = Config::new();
+    base.epoch_interruption(true).wasm_component_model(true);
+    if config.compile_cache {
+        // wasmtime's own on-disk cache of compiled code: a restart (or a
+        // second app in the same process) skips Cranelift entirely.
+        match wasmtime::Cache::new(wasmtime::CacheConfig::new()) {
+            Ok(cache) => {
+                base.cache(Some(cache));
+            }
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "compilation cache unavailable"),
+        }
+    }
+
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(n)
+        .total_core_instances(n.saturating_mul(16))
+        .total_memories(n.saturating_mul(2))
+        .total_tables(n.saturating_mul(16))
+        .total_stacks(n)
+        .max_memory_size(config.max_memory_bytes);
+    let mut pooled = base.clone();
+    pooled.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    match Engine::new(&pooled) {
+        Ok(engine) => Ok(engine),
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "pooling allocator unavailable; using on-demand allocation");
+            Engine::new(&base)
+                .map_err(|e| LoadError::Setup(format!("cannot create wasmtime engine: {e:#}")))
+        }
+    }
+}
+
+/// Links exactly the interfaces this host supports.
+fn build_linker(engine: &Engine) -> Result<Linker<HostState>, LoadError> {
+    let setup = |e: wasmtime::Error| LoadError::Setup(format!("cannot build linker: {e:#}"));
+    let mut linker = Linker::<HostState>::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(setup)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(setup)?;
+    sqlite::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s).map_err(setup)?;
+    spin_variables::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+        .map_err(setup)?;
+    Ok(linker)
+}
+
+/// Rephrases a linker error into advice: which import is missing, what we do
+/// support, and that `spin up` is the way to run such a component.
+pub(crate) fn link_error_message(err: &str) -> String {
+    let missing = err.split('`').nth(1).filter(|_| {
+        err.contains("matching implementation was not found") || err.contains("import")
+    });
+    match missing {
+        Some(name) => format!(
+            "it imports `{name}`, which the embedded host does not provide (it supports {SUPPORTED}); \
+             run this app with `spin up` instead, or remove that dependency. Linker said: {err}"
+        ),
+        None => format!(
+            "cannot link it against the embedded host ({err}); the host supports {SUPPORTED}; \
+             run this app with `spin up` if it needs more"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_error_names_the_interface_and_suggests_spin_up() {
+        let msg = link_error_message(
+            "component imports instance `fermyon:spin/key-value@2.0.0`, but a matching implementation was not found in the linker",
+        );
+        assert!(msg.contains("`fermyon:spin/key-value@2.0.0`"), "{msg}");
+        assert!(msg.contains("spin up"), "{msg}");
+        assert!(msg.contains("fermyon:spin/sqlite@2.0.0"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_link_errors_still_suggest_spin_up() {
+        let msg = link_error_message("something odd");
+        assert!(
+            msg.contains("something odd") && msg.contains("spin up"),
+            "{msg}"
+        );
+    }
+}

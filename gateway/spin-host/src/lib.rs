@@ -1,0 +1,180 @@
+//! An embedded, Spin-compatible host built on wasmtime.
+//!
+//! The gateway serves the Spin application in-process instead of proxying to a
+//! separate `spin up`, so it needs to load `spin.toml`, compile the components
+//! once and run each request in a fresh instance exactly like Spin does. This
+//! crate keeps every wasmtime type private: the gateway only sees
+//! [`SpinApp::load`], [`SpinApp::handle`] and plain `http` types, so routing,
+//! proxying and policy code never depend on the wasm runtime.
+#![deny(missing_docs)]
+
+mod app;
+mod bindings;
+mod handle;
+mod headers;
+mod limits;
+mod manifest;
+mod problem;
+mod routes;
+mod sqlite;
+mod variables;
+mod wasi;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Boxed error used by request and response bodies.
+///
+/// It is the least common denominator of hyper, axum and wasmtime body errors,
+/// so the gateway can pass any body in and get one out without conversions.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body type of every response produced by [`SpinApp::handle`].
+///
+/// Boxed (and `Sync`) so it plugs directly into axum/hyper responses while
+/// hiding the wasmtime-internal streaming body behind it.
+pub type HostBody = http_body_util::combinators::BoxBody<bytes::Bytes, BoxError>;
+
+/// Settings of the embedded host that are not part of `spin.toml`.
+///
+/// They are the knobs `spin up` takes on its command line or runtime config
+/// (state directory, limits) plus test overrides, so the gateway can decide
+/// them without editing the manifest.
+#[derive(Clone, Debug)]
+pub struct HostConfig {
+    /// Directory holding the SQLite files (`<data_dir>/<db-name>.db`); created
+    /// if absent. Mirrors Spin's `.spin/` state directory.
+    pub data_dir: PathBuf,
+    /// Per-request deadline, enforced by epoch interruption (CPU loops) and a
+    /// wall-clock timer (guests blocked in host calls). Default 30s.
+    pub request_timeout: Duration,
+    /// Cap on one instance's linear memory, so one request cannot exhaust the
+    /// gateway's memory. Default 128 MiB.
+    pub max_memory_bytes: usize,
+    /// Number of instances that may run at once (size of the pooling
+    /// allocator). Requests beyond it get a 503. Default 100.
+    pub max_concurrent_instances: u32,
+    /// Explicit application-variable values; they win over `SPIN_VARIABLE_*`
+    /// environment variables and manifest defaults. Mainly for tests.
+    pub variables: HashMap<String, String>,
+    /// Keep compiled components in wasmtime's on-disk cache (the user's
+    /// cache directory), so restarts skip recompiling unchanged `.wasm`
+    /// files. Default on.
+    pub compile_cache: bool,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            data_dir: PathBuf::from(".spin"),
+            request_timeout: Duration::from_secs(30),
+            max_memory_bytes: 128 * 1024 * 1024,
+            max_concurrent_instances: 100,
+            variables: HashMap::new(),
+            compile_cache: true,
+        }
+    }
+}
+
+/// Telemetry about the component that served a response, stored in the
+/// response's `http::Extensions`.
+///
+/// The gateway records which component ran and how long instantiation took
+/// without having to parse headers or know about wasmtime.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Served {
+    /// The id of the component (`[component.<id>]`) that handled the request.
+    pub component: String,
+    /// Time spent creating the fresh instance for this request.
+    pub instantiate: Duration,
+}
+
+/// Why [`SpinApp::load`] failed.
+///
+/// Loading happens at startup, so every variant carries a message meant for a
+/// human fixing the manifest, the build or the environment.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// `spin.toml` could not be read or is not a manifest this host supports.
+    #[error("invalid manifest {path}: {message}")]
+    Manifest {
+        /// Path of the manifest.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A component's wasm could not be read, compiled or linked.
+    #[error("component '{component}': {message}")]
+    Component {
+        /// The component id.
+        component: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// Application or component variables cannot be resolved.
+    #[error("variables: {0}")]
+    Variables(String),
+    /// The wasmtime engine or the data directory could not be set up.
+    #[error("host setup: {0}")]
+    Setup(String),
+}
+
+/// A loaded Spin application, ready to serve requests.
+///
+/// Components are compiled and pre-instantiated once here; every request then
+/// only pays for a cheap instantiation. Cloning the `Arc` around it is the
+/// intended way to share it between server tasks.
+pub struct SpinApp {
+    inner: Arc<app::AppInner>,
+}
+
+impl std::fmt::Debug for SpinApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpinApp")
+            .field("components", &self.component_ids())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SpinApp {
+    /// Reads `spin.toml`, compiles every component once and pre-instantiates
+    /// it, failing with a clear message (unsupported imports, missing wasm,
+    /// unresolved variables) so problems surface at startup, not per request.
+    pub fn load(manifest: &Path, config: HostConfig) -> Result<SpinApp, LoadError> {
+        let inner = app::AppInner::load(manifest, config)?;
+        Ok(SpinApp {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// Serves one request in a fresh component instance.
+    ///
+    /// Never fails: no matching route gives a 404, a trapping component a 500
+    /// and an exceeded deadline a 504, all as `application/problem+json`, so
+    /// the gateway can return the result as-is. The response carries a
+    /// [`Served`] extension when a component ran.
+    pub async fn handle<B>(
+        &self,
+        req: http::Request<B>,
+        client_addr: SocketAddr,
+    ) -> http::Response<HostBody>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
+        handle::serve(&self.inner, req, client_addr).await
+    }
+
+    /// Ids of the loaded components, in manifest order; useful for startup
+    /// logs and health endpoints.
+    pub fn component_ids(&self) -> Vec<String> {
+        self.inner
+            .components
+            .iter()
+            .map(|c| c.ctx.id.clone())
+            .collect()
+    }
+}

@@ -1,0 +1,250 @@
+//! `fermyon:spin/sqlite@2.0.0` on top of rusqlite.
+//!
+//! Spin's default SQLite provider stores each database label in a local file;
+//! we do the same under `HostConfig::data_dir` (`<data_dir>/<label>.db`).
+//! Connections use WAL and a busy timeout so concurrent instances (one per
+//! request) can read while another writes. rusqlite is blocking, so every
+//! call runs on tokio's blocking pool instead of stalling a runtime worker.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::types::{Value as SqlValue, ValueRef};
+use wasmtime::component::Resource;
+
+use crate::bindings::fermyon::spin::sqlite::{
+    self, Error, HostConnection, QueryResult, RowResult, Value,
+};
+use crate::wasi::HostState;
+
+/// How long a statement waits for another connection's write lock.
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Which databases a component may open and where they live.
+#[derive(Debug, Clone)]
+pub(crate) struct SqliteAccess {
+    /// Directory holding `<label>.db` files.
+    pub data_dir: PathBuf,
+    /// Labels from the component's `sqlite_databases`.
+    pub allowed: HashSet<String>,
+    /// Labels that exist in this app: "default" plus every declared label.
+    pub known: HashSet<String>,
+}
+
+impl SqliteAccess {
+    /// Spin semantics: not granted to the component -> `access-denied`
+    /// (whether or not it exists); granted but unknown -> `no-such-database`.
+    pub fn resolve(&self, label: &str) -> Result<PathBuf, Error> {
+        if !self.allowed.contains(label) {
+            return Err(Error::AccessDenied);
+        }
+        if !self.known.contains(label) {
+            return Err(Error::NoSuchDatabase);
+        }
+        Ok(self.data_dir.join(format!("{label}.db")))
+    }
+}
+
+/// The host side of a `connection` resource.
+pub struct Connection {
+    conn: Arc<Mutex<rusqlite::Connection>>,
+}
+
+/// Opens a database file in WAL mode with a busy timeout.
+pub(crate) fn open_file(path: &Path) -> Result<rusqlite::Connection, Error> {
+    let conn = rusqlite::Connection::open(path).map_err(io_error)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(io_error)?;
+    // `journal_mode` returns a row, so it is a query, not an execute.
+    let _: String = conn
+        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        .map_err(io_error)?;
+    Ok(conn)
+}
+
+/// Runs one statement with positional parameters and collects all rows.
+pub(crate) fn execute(
+    conn: &rusqlite::Connection,
+    statement: &str,
+    parameters: Vec<Value>,
+) -> Result<QueryResult, Error> {
+    let mut stmt = conn.prepare_cached(statement).map_err(io_error)?;
+    let columns: Vec<String> = stmt.column_names().map(|c| c.to_string()).collect();
+    let params: Vec<SqlValue> = parameters.into_iter().map(to_sql).collect();
+    let mut rows = stmt
+        .query(rusqlite::params_from_iter(params))
+        .map_err(io_error)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(io_error)? {
+        let mut values = Vec::with_capacity(columns.len());
+        for i in 0..columns.len() {
+            values.push(from_sql(row.get_ref(i).map_err(io_error)?));
+        }
+        out.push(RowResult { values });
+    }
+    Ok(QueryResult { columns, rows: out })
+}
+
+fn to_sql(v: Value) -> SqlValue {
+    match v {
+        Value::Integer(i) => SqlValue::Integer(i),
+        Value::Real(f) => SqlValue::Real(f),
+        Value::Text(s) => SqlValue::Text(s),
+        Value::Blob(b) => SqlValue::Blob(b),
+        Value::Null => SqlValue::Null,
+    }
+}
+
+fn from_sql(v: ValueRef<'_>) -> Value {
+    match v {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => Value::Integer(i),
+        ValueRef::Real(f) => Value::Real(f),
+        ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+    }
+}
+
+fn io_error(e: rusqlite::Error) -> Error {
+    if let rusqlite::Error::SqliteFailure(f, _) = &e
+        && f.code == rusqlite::ErrorCode::DiskFull
+    {
+        return Error::DatabaseFull;
+    }
+    Error::Io(e.to_string())
+}
+
+/// Runs blocking SQLite work off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(Error::Io(format!("sqlite task failed: {e}"))))
+}
+
+impl HostConnection for HostState {
+    async fn open(
+        &mut self,
+        database: String,
+    ) -> wasmtime::Result<Result<Resource<Connection>, Error>> {
+        let path = match self.component.sqlite.resolve(&database) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e)),
+        };
+        let conn = match blocking(move || open_file(&path)).await {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
+        };
+        let res = self.table().push(Connection {
+            conn: Arc::new(Mutex::new(conn)),
+        })?;
+        Ok(Ok(res))
+    }
+
+    async fn execute(
+        &mut self,
+        this: Resource<Connection>,
+        statement: String,
+        parameters: Vec<Value>,
+    ) -> wasmtime::Result<Result<QueryResult, Error>> {
+        let conn = match self.table().get(&this) {
+            Ok(c) => c.conn.clone(),
+            Err(_) => return Ok(Err(Error::InvalidConnection)),
+        };
+        Ok(blocking(move || {
+            let guard = conn
+                .lock()
+                .map_err(|_| Error::Io("connection poisoned".into()))?;
+            execute(&guard, &statement, parameters)
+        })
+        .await)
+    }
+
+    async fn drop(&mut self, rep: Resource<Connection>) -> wasmtime::Result<()> {
+        self.table().delete(rep)?;
+        Ok(())
+    }
+}
+
+impl sqlite::Host for HostState {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn access(dir: &Path) -> SqliteAccess {
+        SqliteAccess {
+            data_dir: dir.to_path_buf(),
+            allowed: HashSet::from(["default".to_string(), "ghost".to_string()]),
+            known: HashSet::from(["default".to_string(), "other".to_string()]),
+        }
+    }
+
+    #[test]
+    fn access_rules_follow_spin() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = access(dir.path());
+        assert_eq!(a.resolve("default").unwrap(), dir.path().join("default.db"));
+        assert!(matches!(a.resolve("other"), Err(Error::AccessDenied)));
+        assert!(matches!(a.resolve("missing"), Err(Error::AccessDenied)));
+        assert!(matches!(a.resolve("ghost"), Err(Error::NoSuchDatabase)));
+    }
+
+    #[test]
+    fn opens_in_wal_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open_file(&dir.path().join("default.db")).unwrap();
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let timeout: i64 = conn
+            .query_row("PRAGMA busy_timeout", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(timeout, 5000);
+    }
+
+    #[test]
+    fn values_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open_file(&dir.path().join("t.db")).unwrap();
+        let r = execute(
+            &conn,
+            "CREATE TABLE t (i INTEGER, r REAL, s TEXT, b BLOB, n TEXT)",
+            vec![],
+        )
+        .unwrap();
+        assert!(r.rows.is_empty());
+        execute(
+            &conn,
+            "INSERT INTO t VALUES (?, ?, ?, ?, ?)",
+            vec![
+                Value::Integer(-7),
+                Value::Real(1.5),
+                Value::Text("héllo".into()),
+                Value::Blob(vec![0, 1, 255]),
+                Value::Null,
+            ],
+        )
+        .unwrap();
+        let r = execute(&conn, "SELECT i, r, s, b, n FROM t", vec![]).unwrap();
+        assert_eq!(r.columns, ["i", "r", "s", "b", "n"]);
+        assert_eq!(r.rows.len(), 1);
+        let v = &r.rows[0].values;
+        assert!(matches!(v[0], Value::Integer(-7)));
+        assert!(matches!(v[1], Value::Real(f) if f == 1.5));
+        assert!(matches!(&v[2], Value::Text(s) if s == "héllo"));
+        assert!(matches!(&v[3], Value::Blob(b) if b == &[0, 1, 255]));
+        assert!(matches!(v[4], Value::Null));
+    }
+
+    #[test]
+    fn sql_errors_are_io_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open_file(&dir.path().join("t.db")).unwrap();
+        let e = execute(&conn, "SELEC nonsense", vec![]).unwrap_err();
+        assert!(matches!(e, Error::Io(m) if m.contains("syntax")));
+    }
+}

@@ -1,0 +1,90 @@
+//! The command line.
+//!
+//! `gateway --manifest spin.toml` runs the components in-process,
+//! `gateway --upstream http://127.0.0.1:3000` fronts a running `spin up`,
+//! `gateway --config gateway.toml` runs from a route-level config file (the
+//! two flags above override its `[spin]` section). `gateway serve-spin`
+//! serves a manifest the way `spin up` does, with no gateway policy at all.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args as ClapArgs, Parser, Subcommand};
+
+use crate::runtime::Overrides;
+
+/// Command-line arguments of the `gateway` binary.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "gateway", version, about = "Axum gateway in front of a Spin application")]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// Run mode; without one, the gateway runs.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Gateway options.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug, Clone)]
+pub enum Command {
+    /// Serve a Spin manifest's routes unchanged, like `spin up` (no
+    /// gateway routing or policy): the stand-in for an external Spin.
+    ServeSpin(ServeSpinArgs),
+}
+
+/// `gateway [OPTIONS]`.
+#[derive(ClapArgs, Debug, Clone, Default)]
+pub struct RunArgs {
+    /// Route-level config file (default: the built-in routes for spin.toml).
+    #[arg(long, env = "GATEWAY_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Public listener; overrides `[server].listen`.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Admin listener; overrides `[server].admin_listen`.
+    #[arg(long)]
+    pub admin_listen: Option<SocketAddr>,
+    /// Run this manifest's components in the embedded host; overrides `[spin]`.
+    #[arg(long, conflicts_with = "upstream")]
+    pub manifest: Option<PathBuf>,
+    /// Proxy to a running Spin at this URL; overrides `[spin]`.
+    #[arg(long, value_parser = parse_upstream)]
+    pub upstream: Option<http::Uri>,
+    /// SQLite directory of the embedded host; overrides `[spin].data_dir`.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl RunArgs {
+    /// The values that win over the config file.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            listen: self.listen,
+            admin_listen: self.admin_listen,
+            manifest: self.manifest.clone(),
+            upstream: self.upstream.clone(),
+            data_dir: self.data_dir.clone(),
+            variables: Default::default(),
+        }
+    }
+}
+
+/// `gateway serve-spin`.
+#[derive(ClapArgs, Debug, Clone)]
+pub struct ServeSpinArgs {
+    /// The Spin manifest to serve.
+    #[arg(long, default_value = "spin.toml")]
+    pub manifest: PathBuf,
+    /// Where to listen (Spin's default is 127.0.0.1:3000).
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    pub listen: SocketAddr,
+    /// SQLite directory (Spin's `.spin/` equivalent).
+    #[arg(long, default_value = ".data")]
+    pub data_dir: PathBuf,
+}
+
+fn parse_upstream(text: &str) -> Result<http::Uri, String> {
+    crate::config::parse_upstream(text)
+}

@@ -1,0 +1,201 @@
+//! The route-level configuration file (`gateway.toml`).
+//!
+//! Every public route is declared here with the backend that serves it and
+//! what happens when that backend fails. The file is parsed and *validated*
+//! before anything uses it, at start and on every reload, so a typo is an
+//! error naming the file, line and field, never a half-applied config.
+//!
+//! [`schema`] holds the file's shape (serde); [`validate`] turns it into the
+//! checked, typed [`Config`] the gateway runs on.
+
+mod schema;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::Method;
+
+pub use validate::{ConfigError, parse_upstream};
+
+/// Which Spin the `spin` backend talks to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SpinMode {
+    /// Components run in-process in the embedded host.
+    Embedded {
+        /// The manifest whose components are loaded.
+        manifest: PathBuf,
+        /// Where SQLite databases live.
+        data_dir: PathBuf,
+        /// Per-request deadline inside the host.
+        component_timeout: Duration,
+        /// Linear-memory cap per instance.
+        component_memory_bytes: usize,
+    },
+    /// A running `spin up`, reached over HTTP.
+    External {
+        /// Base URL, e.g. `http://127.0.0.1:3000`.
+        upstream: http::Uri,
+    },
+}
+
+/// Which backend serves a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendKind {
+    /// The Spin application only.
+    Spin,
+    /// The native handler only.
+    Native,
+    /// Spin first; native on a listed fallback trigger or by the size rule.
+    Auto,
+}
+
+/// Native handlers compiled into the gateway from the core crate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NativeHandler {
+    /// Batch validation (`items_core::validate_batch`).
+    Validate,
+}
+
+/// Reasons the `auto` backend falls back to native.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FallbackTrigger {
+    /// The Spin backend could not be reached.
+    ConnectError,
+    /// The Spin backend did not answer within the route's timeout.
+    Timeout,
+    /// The Spin backend answered with a 5xx status.
+    ServerError,
+    /// The circuit breaker on the Spin backend is open.
+    CircuitOpen,
+    /// The route's concurrency limit for Spin is reached.
+    Overloaded,
+}
+
+impl FallbackTrigger {
+    /// The name used in the config file and in `x-gateway-fallback`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FallbackTrigger::ConnectError => "connect-error",
+            FallbackTrigger::Timeout => "timeout",
+            FallbackTrigger::ServerError => "5xx",
+            FallbackTrigger::CircuitOpen => "circuit-open",
+            FallbackTrigger::Overloaded => "overloaded",
+        }
+    }
+
+    /// Every trigger, in the order they are documented.
+    pub const ALL: [FallbackTrigger; 5] = [
+        FallbackTrigger::ConnectError,
+        FallbackTrigger::Timeout,
+        FallbackTrigger::ServerError,
+        FallbackTrigger::CircuitOpen,
+        FallbackTrigger::Overloaded,
+    ];
+}
+
+/// Retries of idempotent requests against the Spin backend.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RetryPolicy {
+    /// Extra attempts after the first (0 = no retries).
+    pub attempts: u32,
+    /// Delay before the first retry; doubled for each further one.
+    pub backoff: Duration,
+    /// Retries allowed as a fraction of recent requests (tower's budget).
+    pub budget_ratio: f32,
+}
+
+/// The circuit breaker on a route's Spin backend.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CircuitPolicy {
+    /// Opens after this many failures in a row.
+    pub consecutive_failures: u32,
+    /// ...or when this fraction of the requests in the window failed.
+    pub failure_rate: f64,
+    /// ...counting only once the window holds this many requests.
+    pub min_requests: u32,
+    /// The sliding window for the failure rate.
+    pub window: Duration,
+    /// How long the circuit stays open before letting probes through.
+    pub open_for: Duration,
+    /// Successful probes needed in half-open to close again.
+    pub half_open_probes: u32,
+}
+
+/// One public route, checked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RouteConfig {
+    /// Stable name, used in metrics, logs and headers.
+    pub name: String,
+    /// Method the route answers.
+    pub method: Method,
+    /// Public path in Axum syntax (`/items/{id}`).
+    pub path: String,
+    /// Which backend serves it.
+    pub backend: BackendKind,
+    /// Path on the Spin app (`{param}`s filled from `path`).
+    pub spin_path: Option<String>,
+    /// Native twin, if any.
+    pub native: Option<NativeHandler>,
+    /// Deadline for one Spin attempt.
+    pub timeout: Duration,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// In-flight requests allowed on the Spin backend; beyond it the route
+    /// sheds (503 + Retry-After) or falls back.
+    pub concurrency: usize,
+    /// Retry policy (applied only when the method is idempotent).
+    pub retry: RetryPolicy,
+    /// Circuit breaker.
+    pub circuit: CircuitPolicy,
+    /// Triggers that send an `auto` route to native.
+    pub fallback_on: Vec<FallbackTrigger>,
+    /// Bodies larger than this go straight to native (`auto` only).
+    pub native_above_bytes: Option<usize>,
+}
+
+/// The whole gateway configuration, checked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Public listener.
+    pub listen: SocketAddr,
+    /// Admin listener (health, readiness, config reload).
+    pub admin_listen: SocketAddr,
+    /// Spin backend.
+    pub spin: SpinMode,
+    /// Public routes.
+    pub routes: Vec<RouteConfig>,
+    /// Where the config came from (for reload and error messages).
+    pub source: Option<PathBuf>,
+}
+
+impl Config {
+    /// Parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+            file: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates config text; `file` is named in errors.
+    pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
+        validate::parse(text, file)
+    }
+
+    /// The configuration used when no file is given: the built-in routes for
+    /// the three components of `spin.toml`, with the embedded host.
+    pub fn builtin() -> Result<Config, ConfigError> {
+        validate::parse(BUILTIN, Path::new("gateway/gateway.toml (built in)"))
+    }
+
+    /// Looks up a route by name.
+    pub fn route(&self, name: &str) -> Option<&RouteConfig> {
+        self.routes.iter().find(|r| r.name == name)
+    }
+}
+
+/// The built-in config, also shipped as `gateway/gateway.toml`.
+pub const BUILTIN: &str = include_str!("../../gateway.toml");

@@ -1,0 +1,85 @@
+//! The file's shape, as serde sees it. Every value keeps its span so that
+//! validation errors can point at a line.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// Top level of `gateway.toml`.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    #[serde(default)]
+    pub server: Server,
+    #[serde(default)]
+    pub spin: Spin,
+    #[serde(default)]
+    pub route: Vec<Spanned<Route>>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    pub listen: Option<Spanned<String>>,
+    pub admin_listen: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Spin {
+    pub mode: Option<Spanned<String>>,
+    pub manifest: Option<Spanned<String>>,
+    pub upstream: Option<Spanned<String>>,
+    pub data_dir: Option<Spanned<String>>,
+    pub component_timeout_ms: Option<Spanned<i64>>,
+    pub component_memory_mib: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub name: Spanned<String>,
+    #[serde(rename = "match")]
+    pub matcher: Spanned<Match>,
+    pub backend: Option<Spanned<String>>,
+    pub spin_path: Option<Spanned<String>>,
+    pub native: Option<Spanned<String>>,
+    pub timeout_ms: Option<Spanned<i64>>,
+    pub max_body_bytes: Option<Spanned<i64>>,
+    pub concurrency: Option<Spanned<i64>>,
+    pub retry: Option<Spanned<Retry>>,
+    pub circuit: Option<Spanned<Circuit>>,
+    pub fallback: Option<Spanned<Fallback>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Match {
+    pub method: Spanned<String>,
+    pub path: Spanned<String>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Retry {
+    pub attempts: Option<Spanned<i64>>,
+    pub backoff_ms: Option<Spanned<i64>>,
+    pub budget_percent: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Circuit {
+    pub consecutive_failures: Option<Spanned<i64>>,
+    pub failure_rate: Option<Spanned<f64>>,
+    pub min_requests: Option<Spanned<i64>>,
+    pub window_ms: Option<Spanned<i64>>,
+    pub open_ms: Option<Spanned<i64>>,
+    pub half_open_probes: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Fallback {
+    pub on: Option<Spanned<Vec<Spanned<String>>>>,
+    pub native_above_bytes: Option<Spanned<i64>>,
+}

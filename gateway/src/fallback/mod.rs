@@ -1,0 +1,400 @@
+//! What happens when the Wasm path fails, is slow or is overloaded.
+//!
+//! Each route names a backend in the config:
+//!
+//! * `spin` – call Spin under the route's policy (concurrency limit with
+//!   load shedding, circuit breaker, timeout, retries for idempotent
+//!   methods); if that fails, answer with a problem that names the backend
+//!   (`503`/`504`, `Retry-After` where retrying later helps).
+//! * `native` – the native handler, always.
+//! * `auto` – big bodies (`native_above_bytes`) go straight to native; the
+//!   rest try Spin, and any failure listed in `fallback.on` is answered by
+//!   the native handler instead.
+//!
+//! Every response says which backend produced it (`x-gateway-backend`) and,
+//! when native stood in, why (`x-gateway-fallback`).
+
+pub mod circuit;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, Method, header};
+use http_body_util::BodyExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tower::retry::backoff::{Backoff, ExponentialBackoffMaker, MakeBackoff};
+use tower::retry::budget::{Budget, TpsBudget};
+use tower::util::rng::HasherRng;
+
+use crate::config::{BackendKind, FallbackTrigger, RouteConfig};
+use crate::native::Native;
+use crate::problem::{Problem, ProblemResponse};
+use crate::spin::{RequestBody, SpinBackend, SpinError};
+use circuit::CircuitBreaker;
+
+/// Response header naming the backend that answered.
+pub const BACKEND_HEADER: &str = "x-gateway-backend";
+/// Response header saying why the native backend stood in for Spin.
+pub const FALLBACK_HEADER: &str = "x-gateway-fallback";
+/// The `x-gateway-fallback` value when the size rule picked native.
+pub const SIZE_REASON: &str = "size";
+
+/// A route's live policy state: shared by all its requests, rebuilt when a
+/// config reload changes the route. Clones share the state.
+#[derive(Clone)]
+pub struct RoutePolicy {
+    /// The breaker on the route's Spin backend.
+    pub circuit: CircuitBreaker,
+    limit: Arc<Semaphore>,
+    budget: Arc<TpsBudget>,
+}
+
+impl RoutePolicy {
+    /// Fresh state for `route`.
+    pub fn new(route: &RouteConfig) -> Self {
+        RoutePolicy {
+            circuit: CircuitBreaker::new(route.circuit.clone()),
+            limit: Arc::new(Semaphore::new(route.concurrency)),
+            // Tower's retry budget: retries may add `budget_ratio` of the
+            // recent request rate, plus a floor of 10/s, over 10 s.
+            budget: Arc::new(TpsBudget::new(
+                Duration::from_secs(10),
+                10,
+                route.retry.budget_ratio,
+            )),
+        }
+    }
+}
+
+/// Why a Spin call did not produce a usable response.
+#[derive(Debug)]
+pub enum Failure {
+    /// Spin could not be reached.
+    Connect(String),
+    /// The exchange with Spin broke after connecting.
+    Io(String),
+    /// No response within the route's timeout.
+    Timeout(Duration),
+    /// Spin answered with a 5xx (kept, to pass on when not falling back).
+    ServerError(Response),
+    /// The circuit breaker refused the call.
+    CircuitOpen,
+    /// The route's concurrency limit was reached.
+    Overloaded,
+}
+
+impl Failure {
+    /// The fallback trigger this failure corresponds to.
+    pub fn trigger(&self) -> FallbackTrigger {
+        match self {
+            Failure::Connect(_) | Failure::Io(_) => FallbackTrigger::ConnectError,
+            Failure::Timeout(_) => FallbackTrigger::Timeout,
+            Failure::ServerError(_) => FallbackTrigger::ServerError,
+            Failure::CircuitOpen => FallbackTrigger::CircuitOpen,
+            Failure::Overloaded => FallbackTrigger::Overloaded,
+        }
+    }
+
+    fn retryable(&self) -> bool {
+        match self {
+            Failure::Connect(_) | Failure::Io(_) | Failure::Timeout(_) => true,
+            Failure::ServerError(r) => matches!(r.status().as_u16(), 502..=504),
+            Failure::CircuitOpen | Failure::Overloaded => false,
+        }
+    }
+}
+
+/// Everything a route needs to serve one request.
+pub struct Backends<'a> {
+    /// The Spin application (absent only for all-native configs).
+    pub spin: Option<&'a SpinBackend>,
+    /// The native handlers.
+    pub native: &'a Native,
+}
+
+/// Serves one request on `route`, applying its backend choice and fallback.
+///
+/// `body` must be buffered unless the route is `spin`-only and makes no
+/// retries (see [`needs_buffered_body`]).
+pub async fn serve(
+    route: &RouteConfig,
+    policy: &RoutePolicy,
+    backends: Backends<'_>,
+    parts: http::request::Parts,
+    body: RequestBody,
+    spin_path: Option<String>,
+    client: SocketAddr,
+) -> Response {
+    match route.backend {
+        BackendKind::Native => native(route, &backends, &parts, body, None).await,
+        BackendKind::Spin => {
+            let (Some(spin), Some(path)) = (backends.spin, spin_path) else {
+                return misconfigured(route);
+            };
+            match call_spin(route, policy, spin, parts, body, &path, client).await {
+                Ok(response) => response,
+                Err(failure) => failure_response(route, spin, failure),
+            }
+        }
+        BackendKind::Auto => {
+            let (Some(spin), Some(path)) = (backends.spin, spin_path) else {
+                return native(route, &backends, &parts, body, Some("spin-disabled")).await;
+            };
+            let RequestBody::Buffered(bytes) = body else {
+                return misconfigured(route);
+            };
+            if route.native_above_bytes.is_some_and(|limit| bytes.len() > limit) {
+                let body = RequestBody::Buffered(bytes);
+                return native(route, &backends, &parts, body, Some(SIZE_REASON)).await;
+            }
+            let kept = clone_parts(&parts);
+            let attempt = RequestBody::Buffered(bytes.clone());
+            match call_spin(route, policy, spin, parts, attempt, &path, client).await {
+                Ok(response) => response,
+                Err(failure) if route.fallback_on.contains(&failure.trigger()) => {
+                    let reason = failure.trigger().as_str();
+                    tracing::info!(route = %route.name, reason, "falling back to native");
+                    let body = RequestBody::Buffered(bytes);
+                    native(route, &backends, &kept, body, Some(reason)).await
+                }
+                Err(failure) => failure_response(route, spin, failure),
+            }
+        }
+    }
+}
+
+/// Whether this route must read the whole body before calling a backend:
+/// native handlers and the embedded host take whole bodies, a fallback
+/// needs to send it a second time, and so does a retry.
+pub fn needs_buffered_body(route: &RouteConfig, spin: Option<&SpinBackend>, method: &Method) -> bool {
+    route.backend != BackendKind::Spin
+        || spin.is_none_or(SpinBackend::needs_buffered_body)
+        || (route.retry.attempts > 0 && is_idempotent(method))
+}
+
+async fn native(
+    route: &RouteConfig,
+    backends: &Backends<'_>,
+    parts: &http::request::Parts,
+    body: RequestBody,
+    reason: Option<&str>,
+) -> Response {
+    let (Some(handler), RequestBody::Buffered(bytes)) = (route.native, body) else {
+        return misconfigured(route);
+    };
+    let mut response = backends.native.call(handler, &parts.headers, bytes).await;
+    let headers = response.headers_mut();
+    headers.insert(BACKEND_HEADER, HeaderValue::from_static("native"));
+    if let Some(reason) = reason.and_then(|r| HeaderValue::from_str(r).ok()) {
+        headers.insert(FALLBACK_HEADER, reason);
+    }
+    response
+}
+
+/// Calls Spin under the route's limit, breaker, timeout and retry policy.
+pub async fn call_spin(
+    route: &RouteConfig,
+    policy: &RoutePolicy,
+    spin: &SpinBackend,
+    parts: http::request::Parts,
+    body: RequestBody,
+    spin_path: &str,
+    client: SocketAddr,
+) -> Result<Response, Failure> {
+    let permit = policy
+        .limit
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| Failure::Overloaded)?;
+    policy.budget.deposit();
+
+    let may_retry = route.retry.attempts > 0 && is_idempotent(&parts.method);
+    let mut backoff = ExponentialBackoffMaker::new(
+        route.retry.backoff,
+        route.retry.backoff * 16,
+        0.5,
+        HasherRng::default(),
+    )
+    .ok()
+    .map(|mut maker| maker.make_backoff());
+    let mut retries_left = route.retry.attempts;
+    // A streaming body can be sent once; a buffered one as often as needed.
+    let (buffered, mut streaming) = match body {
+        RequestBody::Buffered(bytes) => (Some(bytes), None),
+        RequestBody::Streaming(stream) => (None, Some(stream)),
+    };
+    loop {
+        let (attempt, transition) = policy.circuit.try_acquire();
+        if let Some(t) = transition {
+            log_transition(route, t);
+        }
+        let Some(attempt) = attempt else {
+            return Err(Failure::CircuitOpen);
+        };
+        let this_body = match (&buffered, streaming.take()) {
+            (Some(bytes), _) => RequestBody::Buffered(bytes.clone()),
+            (None, Some(stream)) => RequestBody::Streaming(stream),
+            // Only reachable on a retry of a streamed body, which
+            // `may_retry` rules out; refuse rather than send an empty body.
+            (None, None) => return Err(Failure::Io("request body already consumed".into())),
+        };
+        let outcome = tokio::time::timeout(
+            route.timeout,
+            spin.call(clone_parts(&parts), this_body, spin_path, client),
+        )
+        .await;
+        let failure = match outcome {
+            Ok(Ok(response)) if !response.status().is_server_error() => {
+                if let Some(t) = attempt.record(true) {
+                    log_transition(route, t);
+                }
+                return Ok(hold_until_body_ends(label(response, spin), permit));
+            }
+            Ok(Ok(response)) => Failure::ServerError(label(response, spin)),
+            Ok(Err(SpinError::Connect(m))) => Failure::Connect(m),
+            Ok(Err(SpinError::Io(m))) => Failure::Io(m),
+            Err(_) => Failure::Timeout(route.timeout),
+        };
+        if let Some(t) = attempt.record(false) {
+            log_transition(route, t);
+        }
+        let can_retry =
+            may_retry && buffered.is_some() && retries_left > 0 && failure.retryable();
+        if !can_retry || !policy.budget.withdraw() {
+            return Err(failure);
+        }
+        retries_left -= 1;
+        tracing::debug!(route = %route.name, ?failure, "retrying Spin");
+        if let Some(backoff) = backoff.as_mut() {
+            backoff.next_backoff().await;
+        }
+    }
+}
+
+/// Marks a response as Spin's.
+fn label(mut response: Response, spin: &SpinBackend) -> Response {
+    response
+        .headers_mut()
+        .insert(BACKEND_HEADER, HeaderValue::from_static(spin.label()));
+    response
+}
+
+/// Keeps the concurrency permit until the response body is fully sent, so
+/// the limit counts streaming responses too.
+fn hold_until_body_ends(response: Response, permit: OwnedSemaphorePermit) -> Response {
+    response.map(|body| {
+        Body::new(body.map_frame(move |frame| {
+            let _held = &permit;
+            frame
+        }))
+    })
+}
+
+fn log_transition(route: &RouteConfig, t: circuit::Transition) {
+    tracing::warn!(
+        route = %route.name,
+        from = t.from.as_str(),
+        to = t.to.as_str(),
+        "circuit breaker on the Spin backend changed state"
+    );
+}
+
+/// Idempotent methods (RFC 9110 §9.2.2) may be retried safely.
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
+    )
+}
+
+/// A copy of the request head (extensions are not carried over).
+fn clone_parts(parts: &http::request::Parts) -> http::request::Parts {
+    let (mut copy, ()) = http::Request::new(()).into_parts();
+    copy.method = parts.method.clone();
+    copy.uri = parts.uri.clone();
+    copy.version = parts.version;
+    copy.headers = parts.headers.clone();
+    copy
+}
+
+/// The answer when Spin failed and native does not stand in.
+fn failure_response(route: &RouteConfig, spin: &SpinBackend, failure: Failure) -> Response {
+    let backend = spin.describe();
+    let (problem, retry_after) = match failure {
+        Failure::ServerError(response) => return response,
+        Failure::Connect(message) => (
+            Problem::new(
+                503,
+                "Backend Unavailable",
+                format!("route `{}` is served by {backend}, which cannot be reached: {message}", route.name),
+            ),
+            Some(1),
+        ),
+        Failure::Io(message) => (
+            Problem::new(
+                502,
+                "Bad Gateway",
+                format!("route `{}`: the exchange with {backend} failed: {message}", route.name),
+            ),
+            None,
+        ),
+        Failure::Timeout(after) => (
+            Problem::new(
+                504,
+                "Gateway Timeout",
+                format!(
+                    "route `{}`: {backend} did not answer within {} ms",
+                    route.name,
+                    after.as_millis()
+                ),
+            ),
+            None,
+        ),
+        Failure::CircuitOpen => (
+            Problem::new(
+                503,
+                "Backend Unavailable",
+                format!(
+                    "route `{}`: the circuit breaker on {backend} is open after repeated failures; \
+                     requests are refused until it recovers",
+                    route.name
+                ),
+            ),
+            Some(route.circuit.open_for.as_secs().max(1)),
+        ),
+        Failure::Overloaded => (
+            Problem::new(
+                503,
+                "Overloaded",
+                format!(
+                    "route `{}` already has {} requests in flight on {backend}; retry shortly",
+                    route.name, route.concurrency
+                ),
+            ),
+            Some(1),
+        ),
+    };
+    let problem = problem
+        .with("route", serde_json::json!(route.name))
+        .with("backend", serde_json::json!(spin.label()));
+    let mut response = ProblemResponse(problem).into_response();
+    response
+        .headers_mut()
+        .insert(BACKEND_HEADER, HeaderValue::from_static("gateway"));
+    if let Some(secs) = retry_after {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
+}
+
+fn misconfigured(route: &RouteConfig) -> Response {
+    ProblemResponse(Problem::new(
+        500,
+        "Internal Server Error",
+        format!("route `{}` has no backend able to serve it", route.name),
+    ))
+    .into_response()
+}

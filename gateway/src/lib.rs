@@ -1,0 +1,26 @@
+//! The gateway: one binary in front of a Spin application.
+//!
+//! Read it top-down, one concern per module:
+//!
+//! * [`cli`] – the command line.
+//! * [`config`] – the route-level config file, parsed and validated.
+//! * [`runtime`] – the running snapshot of a config, and hot reload.
+//! * [`routing`] – method + path to a configured route.
+//! * [`fallback`] – backend choice per route: Spin, native, or Spin with a
+//!   native fallback; circuit breaker, limits, timeouts, retries.
+//! * [`spin`] – the Spin backend, embedded (the `spin-host` crate runs the
+//!   components in-process) or external ([`proxy`] to a running `spin up`).
+//! * [`native`] – handlers compiled from the same core crate as the components.
+//! * [`server`] – the public and admin listeners.
+//! * [`problem`] – RFC 9457 errors produced by the gateway itself.
+
+pub mod cli;
+pub mod config;
+pub mod fallback;
+pub mod native;
+pub mod problem;
+pub mod proxy;
+pub mod routing;
+pub mod runtime;
+pub mod server;
+pub mod spin;

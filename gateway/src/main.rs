@@ -1,0 +1,96 @@
+//! The `gateway` binary. See the library's docs for the tour.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use clap::Parser;
+use gateway::cli::{Cli, Command, ServeSpinArgs};
+use gateway::runtime::Gateway;
+use gateway::server;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::ServeSpin(args)) => serve_spin(args).await,
+        None => run(cli.run).await,
+    }
+}
+
+async fn run(args: gateway::cli::RunArgs) -> anyhow::Result<()> {
+    let overrides = args.overrides();
+    let source = args.config.clone();
+    let gateway = tokio::task::spawn_blocking(move || Gateway::start(source, overrides)).await??;
+    let gateway = Arc::new(gateway);
+    let config = gateway.current().config.clone();
+
+    let public = bind(config.listen, "public").await?;
+    let admin = bind(config.admin_listen, "admin").await?;
+    tracing::info!(
+        public = %config.listen,
+        admin = %config.admin_listen,
+        backend = gateway.current().spin.label(),
+        "gateway serving"
+    );
+    reload_on_sighup(gateway.clone());
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        server::shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let mut public_stop = stop_rx.clone();
+    let mut admin_stop = stop_rx;
+    let public_server = server::serve(public, server::public_router(gateway.clone()), async move {
+        let _ = public_stop.wait_for(|stop| *stop).await;
+    });
+    let admin_server = server::serve(admin, server::admin::admin_router(gateway), async move {
+        let _ = admin_stop.wait_for(|stop| *stop).await;
+    });
+    let (public_result, admin_result) = tokio::join!(public_server, admin_server);
+    public_result?;
+    admin_result?;
+    Ok(())
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} ({what}): {e}"))
+}
+
+/// SIGHUP re-reads the config file, like most Unix daemons.
+fn reload_on_sighup(gateway: Arc<Gateway>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::error!("cannot listen for SIGHUP; reload with POST /admin/config/reload");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let gw = gateway.clone();
+            match tokio::task::spawn_blocking(move || gw.reload()).await {
+                Ok(Ok(report)) => tracing::info!(?report, "configuration reloaded (SIGHUP)"),
+                Ok(Err(e)) => tracing::error!(
+                    "configuration reload refused, keeping the running config: {e:#}"
+                ),
+                Err(e) => tracing::error!("reload task failed: {e}"),
+            }
+        }
+    });
+}
+
+async fn serve_spin(args: ServeSpinArgs) -> anyhow::Result<()> {
+    let router = gateway::spin::embedded::standalone_router(&args.manifest, &args.data_dir)?;
+    let listener = bind(args.listen, "spin").await?;
+    tracing::info!("serving {} like `spin up` on http://{}", args.manifest.display(), args.listen);
+    server::serve(listener, router, server::shutdown_signal()).await?;
+    Ok(())
+}

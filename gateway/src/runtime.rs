@@ -1,0 +1,279 @@
+//! The running configuration: a snapshot built from a checked [`Config`].
+//!
+//! A request loads the current snapshot once and uses it to the end, so a
+//! reload never changes the rules under a request in flight. Building a
+//! snapshot is where a config meets the world (the manifest is loaded, the
+//! upstream URL is turned into a client); if that fails, the old snapshot
+//! keeps serving. An unchanged `[spin]` section reuses the old backend, so a
+//! reload does not recompile the components.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use items_core::TrustedKeys;
+
+use crate::config::{Config, ConfigError, RouteConfig, SpinMode};
+use crate::fallback::RoutePolicy;
+use crate::native::Native;
+use crate::proxy::ExternalSpin;
+use crate::routing::RouteTable;
+use crate::spin::{EmbeddedSpin, SpinBackend};
+
+/// Command-line values that win over the config file (at start and on
+/// every reload).
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `--listen`.
+    pub listen: Option<std::net::SocketAddr>,
+    /// `--admin-listen`.
+    pub admin_listen: Option<std::net::SocketAddr>,
+    /// `--manifest`: embedded mode with this manifest.
+    pub manifest: Option<PathBuf>,
+    /// `--upstream`: external mode with this Spin.
+    pub upstream: Option<http::Uri>,
+    /// `--data-dir` for the embedded host.
+    pub data_dir: Option<PathBuf>,
+    /// Spin application variables (highest priority; used by tests).
+    pub variables: HashMap<String, String>,
+}
+
+impl Overrides {
+    /// Applies the overrides to a parsed config.
+    pub fn apply(&self, mut config: Config) -> Config {
+        if let Some(listen) = self.listen {
+            config.listen = listen;
+        }
+        if let Some(admin) = self.admin_listen {
+            config.admin_listen = admin;
+        }
+        if let Some(upstream) = &self.upstream {
+            config.spin = SpinMode::External {
+                upstream: upstream.clone(),
+            };
+        }
+        if let Some(manifest) = &self.manifest {
+            config.spin = match config.spin {
+                SpinMode::Embedded {
+                    data_dir,
+                    component_timeout,
+                    component_memory_bytes,
+                    ..
+                } => SpinMode::Embedded {
+                    manifest: manifest.clone(),
+                    data_dir,
+                    component_timeout,
+                    component_memory_bytes,
+                },
+                SpinMode::External { .. } => SpinMode::Embedded {
+                    manifest: manifest.clone(),
+                    data_dir: PathBuf::from(".data"),
+                    component_timeout: std::time::Duration::from_secs(30),
+                    component_memory_bytes: 256 << 20,
+                },
+            };
+        }
+        if let (Some(dir), SpinMode::Embedded { data_dir, .. }) = (&self.data_dir, &mut config.spin) {
+            *data_dir = dir.clone();
+        }
+        config
+    }
+}
+
+/// One route with its live policy state.
+pub struct RouteRuntime {
+    /// The route's checked config.
+    pub config: RouteConfig,
+    /// Its limit, breaker and retry budget.
+    pub policy: RoutePolicy,
+}
+
+/// Everything a request needs, frozen for its lifetime.
+pub struct Runtime {
+    /// The config this snapshot was built from.
+    pub config: Config,
+    /// Method + path matcher over `routes`.
+    pub table: RouteTable,
+    /// Routes, in config order (the table's indices point here).
+    pub routes: Vec<RouteRuntime>,
+    /// The Spin backend.
+    pub spin: SpinBackend,
+    /// The native handlers.
+    pub native: Native,
+}
+
+impl Runtime {
+    /// Builds a snapshot, reusing `previous`'s Spin backend when the
+    /// `[spin]` section did not change.
+    pub fn build(config: Config, overrides: &Overrides, previous: Option<&Runtime>) -> anyhow::Result<Runtime> {
+        let table = RouteTable::new(config.routes.iter().map(|r| (&r.method, r.path.as_str())))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let spin = match previous {
+            Some(prev) if prev.config.spin == config.spin => prev.spin.clone(),
+            _ => build_spin(&config.spin, overrides)?,
+        };
+        let trusted = trusted_keys(&config.spin, overrides)?;
+        let native = match previous {
+            Some(prev) if prev.config.spin == config.spin => prev.native.clone(),
+            _ => Native::new(trusted, workers()),
+        };
+        let routes = config
+            .routes
+            .iter()
+            .map(|route| {
+                // Unchanged routes keep their breaker and counters.
+                let policy = previous
+                    .and_then(|p| p.routes.iter().find(|r| r.config == *route))
+                    .map(|r| r.policy.clone())
+                    .unwrap_or_else(|| RoutePolicy::new(route));
+                RouteRuntime {
+                    config: route.clone(),
+                    policy,
+                }
+            })
+            .collect();
+        Ok(Runtime {
+            config,
+            table,
+            routes,
+            spin,
+            native,
+        })
+    }
+}
+
+fn build_spin(mode: &SpinMode, overrides: &Overrides) -> anyhow::Result<SpinBackend> {
+    Ok(match mode {
+        SpinMode::Embedded {
+            manifest,
+            data_dir,
+            component_timeout,
+            component_memory_bytes,
+        } => {
+            let host = spin_host::HostConfig {
+                data_dir: data_dir.clone(),
+                request_timeout: *component_timeout,
+                max_memory_bytes: *component_memory_bytes,
+                variables: overrides.variables.clone(),
+                ..spin_host::HostConfig::default()
+            };
+            let started = std::time::Instant::now();
+            let app = EmbeddedSpin::load(manifest, host)?;
+            tracing::info!(
+                manifest = %manifest.display(),
+                components = ?app.component_ids(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "Spin app loaded in the embedded host"
+            );
+            SpinBackend::Embedded(app)
+        }
+        SpinMode::External { upstream } => SpinBackend::External(ExternalSpin::new(upstream)?),
+    })
+}
+
+/// The `trusted_keys` value the components see, so the native twin of
+/// `validate` accepts exactly the same signers: an explicit override, else
+/// `SPIN_VARIABLE_TRUSTED_KEYS` (as Spin reads it), else the manifest's
+/// default, else empty (any well-formed key).
+fn trusted_keys(mode: &SpinMode, overrides: &Overrides) -> anyhow::Result<TrustedKeys> {
+    let manifest = match mode {
+        SpinMode::Embedded { manifest, .. } => Some(manifest.as_path()),
+        SpinMode::External { .. } => overrides.manifest.as_deref().or(Some(Path::new("spin.toml"))),
+    };
+    let value = overrides
+        .variables
+        .get("trusted_keys")
+        .cloned()
+        .or_else(|| std::env::var("SPIN_VARIABLE_TRUSTED_KEYS").ok())
+        .or_else(|| manifest.and_then(manifest_default))
+        .unwrap_or_default();
+    TrustedKeys::parse(&value).map_err(|e| anyhow::anyhow!("the trusted_keys variable is invalid: {e}"))
+}
+
+/// `[variables] trusted_keys = { default = "..." }` from a manifest, if any.
+fn manifest_default(manifest: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(manifest).ok()?;
+    let doc: toml::Table = toml::from_str(&text).ok()?;
+    doc.get("variables")?
+        .get("trusted_keys")?
+        .get("default")?
+        .as_str()
+        .map(str::to_string)
+}
+
+/// Native workers: one per core, leaving the async workers responsive.
+fn workers() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from)
+}
+
+/// The current snapshot plus what is needed to replace it.
+pub struct Gateway {
+    current: ArcSwap<Runtime>,
+    source: Option<PathBuf>,
+    overrides: Overrides,
+}
+
+/// What a successful reload changed.
+#[derive(Debug, serde::Serialize)]
+pub struct ReloadReport {
+    /// Routes now served.
+    pub routes: Vec<String>,
+    /// Whether the Spin backend was rebuilt.
+    pub spin_rebuilt: bool,
+    /// Settings that only take effect after a restart (listeners).
+    pub restart_required: Vec<String>,
+}
+
+impl Gateway {
+    /// Loads `source` (or the built-in config), applies `overrides` and
+    /// builds the first snapshot.
+    pub fn start(source: Option<PathBuf>, overrides: Overrides) -> anyhow::Result<Gateway> {
+        let config = overrides.apply(load_config(source.as_deref())?);
+        let runtime = Runtime::build(config, &overrides, None)?;
+        Ok(Gateway {
+            current: ArcSwap::from_pointee(runtime),
+            source,
+            overrides,
+        })
+    }
+
+    /// The snapshot a new request should use.
+    pub fn current(&self) -> Arc<Runtime> {
+        self.current.load_full()
+    }
+
+    /// Re-reads the config file; on any error the running config stays.
+    pub fn reload(&self) -> anyhow::Result<ReloadReport> {
+        let config = self.overrides.apply(load_config(self.source.as_deref())?);
+        let old = self.current();
+        let mut restart_required = Vec::new();
+        if config.listen != old.config.listen {
+            restart_required.push("server.listen".to_string());
+        }
+        if config.admin_listen != old.config.admin_listen {
+            restart_required.push("server.admin_listen".to_string());
+        }
+        let spin_rebuilt = config.spin != old.config.spin;
+        let runtime = Runtime::build(config, &self.overrides, Some(&old))?;
+        let routes = runtime.routes.iter().map(|r| r.config.name.clone()).collect();
+        self.current.store(Arc::new(runtime));
+        Ok(ReloadReport {
+            routes,
+            spin_rebuilt,
+            restart_required,
+        })
+    }
+
+    /// Where the config comes from, for `/admin/config`.
+    pub fn source(&self) -> Option<&Path> {
+        self.source.as_deref()
+    }
+}
+
+fn load_config(source: Option<&Path>) -> Result<Config, ConfigError> {
+    match source {
+        Some(path) => Config::load(path),
+        None => Config::builtin(),
+    }
+}

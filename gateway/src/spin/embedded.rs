@@ -1,0 +1,102 @@
+//! The Spin backend, embedded: the application's components run in-process.
+//!
+//! The gateway hands a request to [`spin_host::SpinApp`] with the path
+//! rewritten to the component's internal route; the host does everything
+//! Wasm (instances, WASI, Spin interfaces, limits). Nothing here touches
+//! wasmtime types, so routing and policy code stays independent of the host.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::Bytes;
+use http::Request;
+use http::uri::PathAndQuery;
+use http_body_util::Full;
+use spin_host::{HostConfig, SpinApp};
+
+/// A loaded Spin application, shared by every request.
+#[derive(Clone)]
+pub struct EmbeddedSpin {
+    app: Arc<SpinApp>,
+}
+
+impl EmbeddedSpin {
+    /// Loads `spin.toml` and compiles its components (once, at start).
+    pub fn load(manifest: &Path, config: HostConfig) -> anyhow::Result<Self> {
+        let app = SpinApp::load(manifest, config).map_err(|e| {
+            anyhow::anyhow!("cannot load the Spin app from {}: {e}", manifest.display())
+        })?;
+        Ok(EmbeddedSpin { app: Arc::new(app) })
+    }
+
+    /// Names of the components, for logs and health output.
+    pub fn component_ids(&self) -> Vec<String> {
+        self.app.component_ids()
+    }
+
+    /// Sends a (buffered) request to the component serving `spin_path`.
+    ///
+    /// `parts` are the public request's; only the path changes, the query
+    /// string is kept as is.
+    pub async fn call(
+        &self,
+        mut parts: http::request::Parts,
+        body: Bytes,
+        spin_path: &str,
+        client_addr: SocketAddr,
+    ) -> Response {
+        let path_and_query = match parts.uri.query() {
+            Some(q) => format!("{spin_path}?{q}"),
+            None => spin_path.to_string(),
+        };
+        let mut uri = parts.uri.clone().into_parts();
+        uri.path_and_query = PathAndQuery::try_from(path_and_query).ok();
+        if let Ok(rewritten) = http::Uri::from_parts(uri) {
+            parts.uri = rewritten;
+        }
+        let request = Request::from_parts(parts, Full::new(body));
+        let response = self.app.handle(request, client_addr).await;
+        response.map(Body::new)
+    }
+}
+
+/// Largest body `serve-spin` buffers for a component (the embedded host
+/// takes whole bodies).
+const STANDALONE_MAX_BODY: usize = 64 << 20;
+
+/// A router that serves the manifest's own routes, unchanged, like
+/// `spin up` does: the stand-in for an external Spin where no Spin CLI is
+/// installed (and what the external-mode tests run against).
+pub fn standalone_router(manifest: &Path, data_dir: &Path) -> anyhow::Result<axum::Router> {
+    let config = HostConfig {
+        data_dir: data_dir.to_path_buf(),
+        ..HostConfig::default()
+    };
+    let spin = EmbeddedSpin::load(manifest, config)?;
+    let handler = move |axum::extract::ConnectInfo(client): axum::extract::ConnectInfo<SocketAddr>,
+                        request: axum::extract::Request| {
+        let spin = spin.clone();
+        async move {
+            use axum::response::IntoResponse;
+            use http_body_util::BodyExt;
+            let (parts, body) = request.into_parts();
+            let bytes = match http_body_util::Limited::new(body, STANDALONE_MAX_BODY).collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(e) => {
+                    return crate::problem::ProblemResponse(crate::problem::Problem::new(
+                        413,
+                        "Payload Too Large",
+                        format!("request body rejected: {e}"),
+                    ))
+                    .into_response();
+                }
+            };
+            let path = parts.uri.path().to_string();
+            spin.call(parts, bytes, &path, client).await
+        }
+    };
+    Ok(axum::Router::new().fallback(handler))
+}

@@ -1,0 +1,132 @@
+//! A scriptable stand-in for an external Spin, to drive every failure the
+//! gateway must handle: refused, hanging, 5xx, slow, flaky; it records what
+//! it received so proxy hygiene can be checked.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::watch;
+
+use super::{Served, serve};
+
+/// How the fake answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// 200 with a JSON echo of the request.
+    Ok,
+    /// 500 problem+json.
+    Fail,
+    /// Never answers (until the gate opens).
+    Hang,
+    /// Fails the next N requests, then answers Ok.
+    FailFirst(usize),
+}
+
+pub struct FakeState {
+    pub mode: Mutex<Mode>,
+    pub hits: AtomicUsize,
+    pub last_headers: Mutex<Option<http::HeaderMap>>,
+    pub last_path: Mutex<Option<String>>,
+    /// Opened by the test (`open_gate`) to release hanging requests.
+    pub gate: watch::Sender<bool>,
+}
+
+pub struct FakeSpin {
+    pub served: Served,
+    pub state: Arc<FakeState>,
+}
+
+impl FakeSpin {
+    pub fn set_mode(&self, mode: Mode) {
+        *self.state.mode.lock().unwrap() = mode;
+    }
+    /// Releases every hanging request, now and later.
+    pub fn open_gate(&self) {
+        self.state.gate.send_replace(true);
+    }
+    pub fn hits(&self) -> usize {
+        self.state.hits.load(Ordering::SeqCst)
+    }
+    pub fn last_headers(&self) -> http::HeaderMap {
+        self.state.last_headers.lock().unwrap().clone().expect("a request arrived")
+    }
+    pub fn last_path(&self) -> String {
+        self.state.last_path.lock().unwrap().clone().expect("a request arrived")
+    }
+}
+
+pub async fn start(mode: Mode) -> FakeSpin {
+    let state = Arc::new(FakeState {
+        mode: Mutex::new(mode),
+        hits: AtomicUsize::new(0),
+        last_headers: Mutex::new(None),
+        last_path: Mutex::new(None),
+        gate: watch::channel(false).0,
+    });
+    let router = axum::Router::new()
+        .fallback(handle)
+        .with_state(state.clone());
+    FakeSpin {
+        served: serve(router).await,
+        state,
+    }
+}
+
+async fn handle(State(state): State<Arc<FakeState>>, request: Request) -> Response {
+    state.hits.fetch_add(1, Ordering::SeqCst);
+    *state.last_headers.lock().unwrap() = Some(request.headers().clone());
+    let path_and_query = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    *state.last_path.lock().unwrap() = Some(path_and_query.clone());
+    let mode = {
+        let mut mode = state.mode.lock().unwrap();
+        let current = *mode;
+        if let Mode::FailFirst(n) = current {
+            *mode = if n <= 1 { Mode::Ok } else { Mode::FailFirst(n - 1) };
+            Mode::Fail
+        } else {
+            current
+        }
+    };
+    match mode {
+        Mode::Ok | Mode::FailFirst(_) => {
+            let body = serde_json::json!({ "fake": true, "path": path_and_query });
+            (
+                [("content-type", "application/json")],
+                serde_json::to_vec(&body).unwrap(),
+            )
+                .into_response()
+        }
+        Mode::Fail => Response::builder()
+            .status(500)
+            .header("content-type", "application/problem+json")
+            .body(Body::from(
+                r#"{"type":"about:blank","title":"Boom","status":500,"detail":"fake failure"}"#,
+            ))
+            .unwrap(),
+        Mode::Hang => {
+            let mut open = state.gate.subscribe();
+            let _ = tokio::time::timeout(Duration::from_secs(120), open.wait_for(|o| *o)).await;
+            (
+                [("content-type", "application/json")],
+                r#"{"fake": true, "released": true}"#,
+            )
+                .into_response()
+        }
+    }
+}
+
+/// A loopback port nobody listens on (bound, then released).
+pub async fn closed_port_url() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}")
+}

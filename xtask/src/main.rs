@@ -1,0 +1,142 @@
+//! `cargo xtask`: the project's task runner.
+//!
+//! The README promises two commands on a fresh machine, `cargo xtask up` and
+//! `cargo xtask test`. Everything they need (a wasm32-wasip2 toolchain, the
+//! components, the gateway) is prepared here, idempotently, so a second run
+//! takes seconds.
+
+mod toolchain;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+use toolchain::WasmToolchain;
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Set up, build, run and test the project")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Make wasm32-wasip2 builds work on this machine (idempotent).
+    Setup,
+    /// Build the Spin components (.wasm, at the paths spin.toml names) and the gateway.
+    Build,
+    /// Set up, build, and run the gateway with the embedded Spin host.
+    Up {
+        /// Address the public API listens on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Extra arguments passed to the gateway binary.
+        #[arg(last = true)]
+        gateway_args: Vec<String>,
+    },
+    /// Set up, build the components, and run the whole test suite.
+    Test {
+        /// Extra arguments passed to `cargo test` (e.g. a test name filter).
+        #[arg(last = true)]
+        cargo_args: Vec<String>,
+    },
+    /// Build only the Spin components.
+    BuildComponents,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let root = project_root()?;
+    match cli.command {
+        Task::Setup => {
+            let tc = toolchain::setup()?;
+            println!("xtask: wasm32-wasip2 toolchain ready ({})", tc.describe());
+        }
+        Task::BuildComponents => {
+            let tc = toolchain::setup()?;
+            build_components(&root, &tc)?;
+        }
+        Task::Build => {
+            let tc = toolchain::setup()?;
+            build_components(&root, &tc)?;
+            build_gateway(&root)?;
+        }
+        Task::Up {
+            listen,
+            gateway_args,
+        } => {
+            let tc = toolchain::setup()?;
+            build_components(&root, &tc)?;
+            build_gateway(&root)?;
+            let gateway = root.join("target/release/gateway");
+            println!("xtask: starting the gateway on http://{listen} (embedded Spin host)");
+            let status = Command::new(&gateway)
+                .current_dir(&root)
+                .args(["--manifest", "spin.toml", "--listen", &listen])
+                .args(&gateway_args)
+                .status()
+                .with_context(|| format!("starting {}", gateway.display()))?;
+            if !status.success() {
+                bail!("the gateway exited with {status}");
+            }
+        }
+        Task::Test { cargo_args } => {
+            let tc = toolchain::setup()?;
+            build_components(&root, &tc)?;
+            run(Command::new(cargo())
+                .current_dir(&root)
+                .args(["test", "--workspace", "--locked"])
+                .args(&cargo_args))?;
+        }
+    }
+    Ok(())
+}
+
+/// The repository root: xtask lives one level below it.
+fn project_root() -> Result<PathBuf> {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .parent()
+        .map(Path::to_path_buf)
+        .context("xtask must live one directory below the project root")
+}
+
+/// The cargo that runs us (rustup's), for the native builds.
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string())
+}
+
+/// Builds every component of the `components/` workspace in release mode;
+/// the artifacts land in `target/wasm32-wasip2/release/`, where spin.toml
+/// expects them.
+fn build_components(root: &Path, tc: &WasmToolchain) -> Result<()> {
+    println!("xtask: building Spin components for wasm32-wasip2");
+    let mut cmd = tc.cargo_command();
+    cmd.current_dir(root.join("components"))
+        .args(["build", "--release", "--locked", "--target", "wasm32-wasip2"])
+        .args(tc.extra_build_args());
+    run(&mut cmd)
+}
+
+/// Builds the gateway binary (release) for `up`.
+fn build_gateway(root: &Path) -> Result<()> {
+    println!("xtask: building the gateway");
+    run(Command::new(cargo())
+        .current_dir(root)
+        .args(["build", "--release", "--locked", "-p", "gateway"]))
+}
+
+/// Runs a command to completion, failing with the command line on error.
+pub(crate) fn run(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start {shown}"))?;
+    if !status.success() {
+        bail!("command failed ({status}): {shown}");
+    }
+    Ok(())
+}

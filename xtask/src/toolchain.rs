@@ -1,0 +1,228 @@
+//! Finding (or installing) a toolchain that builds wasm32-wasip2 components.
+//!
+//! Two cases are supported, and `setup` detects which one it is in:
+//!
+//! * **rustup** – the machine has (or can download) rustup's
+//!   `wasm32-wasip2` target. This is the normal developer laptop; the build is
+//!   a plain `cargo build --target wasm32-wasip2 --release`, exactly what
+//!   `spin build` runs.
+//! * **debian-build-std** – rustup cannot download targets (an offline
+//!   mirror of crates.io and Debian only). Debian ships a newer rustc
+//!   (`rustc-web`) with the standard library's source (`rust-web-src`), plus
+//!   `wasi-libc` and `lld-19`; `wasm-component-ld` comes from crates.io. The
+//!   standard library is then built from source with `-Zbuild-std`. Every
+//!   variable this needs is set on the child process only, so nothing leaks
+//!   into the native build of the gateway.
+//!
+//! Force a case with `XTASK_WASM_TOOLCHAIN=rustup|debian`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+use crate::run;
+
+const TARGET: &str = "wasm32-wasip2";
+/// The version of `wasm-component-ld` the Debian recipe was verified with.
+const WASM_COMPONENT_LD_VERSION: &str = "0.5.31";
+const DEBIAN_PACKAGES: &[&str] = &["rustc-web", "cargo-web", "rust-web-src", "wasi-libc", "lld-19"];
+const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
+const DEBIAN_CARGO: &str = "/usr/bin/cargo";
+const DEBIAN_STD_SRC: &str = "/usr/lib/rustlib/src/rust/library";
+const DEBIAN_WASI_LIBC: &str = "/usr/lib/wasm32-wasi";
+const DEBIAN_WASM_LD: &str = "/usr/bin/wasm-ld-19";
+
+/// How components get built on this machine.
+pub enum WasmToolchain {
+    /// rustup's prebuilt `wasm32-wasip2` standard library.
+    Rustup,
+    /// Debian's rustc-web, std built from source, linked by wasm-component-ld.
+    DebianBuildStd {
+        /// Path of the `wasm-component-ld` linker.
+        component_ld: PathBuf,
+    },
+}
+
+impl WasmToolchain {
+    /// A short human description for logs.
+    pub fn describe(&self) -> String {
+        match self {
+            WasmToolchain::Rustup => "rustup target wasm32-wasip2".into(),
+            WasmToolchain::DebianBuildStd { component_ld } => format!(
+                "Debian rustc-web + -Zbuild-std, linker {}",
+                component_ld.display()
+            ),
+        }
+    }
+
+    /// A `cargo` command configured for building components.
+    pub fn cargo_command(&self) -> Command {
+        match self {
+            WasmToolchain::Rustup => Command::new(crate::cargo()),
+            WasmToolchain::DebianBuildStd { component_ld } => {
+                let mut cmd = Command::new(DEBIAN_CARGO);
+                // `cargo xtask` runs under rustup's cargo, which exports
+                // variables that would make Debian's cargo pick rustup's rustc.
+                for var in ["RUSTUP_TOOLCHAIN", "CARGO", "RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS"] {
+                    cmd.env_remove(var);
+                }
+                cmd.env("RUSTC", DEBIAN_RUSTC)
+                    .env("RUSTDOC", "/usr/bin/rustdoc")
+                    .env("RUSTC_BOOTSTRAP", "1")
+                    .env("CARGO_TARGET_WASM32_WASIP2_LINKER", component_ld)
+                    .env(
+                        "CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS",
+                        format!(
+                            "-C link-self-contained=no -L {DEBIAN_WASI_LIBC} \
+                             -C link-arg=--wasm-ld-path={DEBIAN_WASM_LD}"
+                        ),
+                    );
+                cmd
+            }
+        }
+    }
+
+    /// Arguments `cargo build` needs on top of `--target wasm32-wasip2`.
+    pub fn extra_build_args(&self) -> &'static [&'static str] {
+        match self {
+            WasmToolchain::Rustup => &[],
+            WasmToolchain::DebianBuildStd { .. } => &["-Zbuild-std=std,panic_abort"],
+        }
+    }
+}
+
+/// Makes wasm32-wasip2 builds work; fast when already done.
+pub fn setup() -> Result<WasmToolchain> {
+    match std::env::var("XTASK_WASM_TOOLCHAIN").as_deref() {
+        Ok("rustup") => return setup_rustup(),
+        Ok("debian") => return setup_debian(),
+        Ok(other) => bail!("XTASK_WASM_TOOLCHAIN must be `rustup` or `debian`, not `{other}`"),
+        Err(_) => {}
+    }
+    if rustup_has_target() {
+        return Ok(WasmToolchain::Rustup);
+    }
+    if let Some(tc) = debian_ready() {
+        return Ok(tc);
+    }
+    if Path::new("/etc/debian_version").exists() && which("apt-get").is_some() {
+        // rustup's download may be unreachable here; Debian's packages are not.
+        return setup_debian();
+    }
+    setup_rustup()
+}
+
+fn setup_rustup() -> Result<WasmToolchain> {
+    if !rustup_has_target() {
+        println!("xtask: rustup target add {TARGET}");
+        run(Command::new("rustup").args(["target", "add", TARGET]))?;
+    }
+    Ok(WasmToolchain::Rustup)
+}
+
+fn setup_debian() -> Result<WasmToolchain> {
+    if let Some(tc) = debian_ready() {
+        return Ok(tc);
+    }
+    let missing: Vec<&str> = DEBIAN_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !debian_package_installed(p))
+        .collect();
+    if !missing.is_empty() {
+        println!("xtask: installing Debian packages {}", missing.join(" "));
+        run(privileged("apt-get").arg("update").arg("-q"))?;
+        run(privileged("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    }
+    if find_component_ld().is_none() {
+        println!("xtask: cargo install wasm-component-ld@{WASM_COMPONENT_LD_VERSION}");
+        run(Command::new(crate::cargo()).args([
+            "install",
+            "--locked",
+            "wasm-component-ld",
+            "--version",
+            WASM_COMPONENT_LD_VERSION,
+        ]))?;
+    }
+    debian_ready().context(
+        "the Debian wasm toolchain is still incomplete after installing it; \
+         expected rustc-web at /usr/bin/rustc, std sources, wasi-libc, wasm-ld-19 \
+         and wasm-component-ld",
+    )
+}
+
+/// The Debian recipe's pieces, if all of them are present.
+fn debian_ready() -> Option<WasmToolchain> {
+    let pieces_present = [DEBIAN_CARGO, DEBIAN_STD_SRC, DEBIAN_WASM_LD]
+        .iter()
+        .all(|p| Path::new(p).exists())
+        && Path::new(DEBIAN_WASI_LIBC).join("libc.a").exists();
+    if !pieces_present || !debian_rustc_is_web() {
+        return None;
+    }
+    find_component_ld().map(|component_ld| WasmToolchain::DebianBuildStd { component_ld })
+}
+
+/// Debian's default `rustc` package is too old for -Zbuild-std of today's
+/// std; only `rustc-web` will do.
+fn debian_rustc_is_web() -> bool {
+    debian_package_installed("rustc-web") && debian_package_installed("rust-web-src")
+}
+
+fn debian_package_installed(name: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", name])
+        .stderr(Stdio::null())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        .unwrap_or(false)
+}
+
+fn rustup_has_target() -> bool {
+    Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .stderr(Stdio::null())
+        .output()
+        .map(|o| {
+            o.status.success() && String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == TARGET)
+        })
+        .unwrap_or(false)
+}
+
+fn find_component_ld() -> Option<PathBuf> {
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    cargo_home
+        .map(|h| h.join("bin/wasm-component-ld"))
+        .filter(|p| p.exists())
+        .or_else(|| which("wasm-component-ld"))
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|p| p.is_file())
+    })
+}
+
+/// `apt-get` as root: directly when we are root, through sudo otherwise.
+fn privileged(program: &str) -> Command {
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    if is_root {
+        Command::new(program)
+    } else {
+        let mut cmd = Command::new("sudo");
+        cmd.arg(program);
+        cmd
+    }
+}
