@@ -101,7 +101,9 @@ impl Failure {
     fn retryable(&self) -> bool {
         match self {
             Failure::Connect(_) | Failure::Io(_) | Failure::Timeout(_) => true,
-            Failure::ServerError(r) => matches!(r.status().as_u16(), 502..=504),
+            // Like Envoy's `retry_on: 5xx`: a fresh instance (or another
+            // Spin replica) may well succeed; the budget bounds the cost.
+            Failure::ServerError(_) => true,
             Failure::CircuitOpen | Failure::Overloaded => false,
         }
     }
