@@ -75,7 +75,10 @@ fn insert(mut item: Item) -> Response {
         Ok(result) => result.rows,
         Err(e) => return http_util::internal_error("the item could not be stored", &e),
     };
-    let stored_id = rows.first().and_then(|row| row.get::<i64>(0)).and_then(|id| u32::try_from(id).ok());
+    let stored_id = rows
+        .first()
+        .and_then(|row| row.get::<i64>(0))
+        .and_then(|id| u32::try_from(id).ok());
     let Some(id) = stored_id else {
         return match item.id {
             Some(id) => conflict(id),
@@ -98,9 +101,13 @@ fn insert(mut item: Item) -> Response {
 }
 
 fn conflict(id: u32) -> Response {
-    let p = Problem::new(409, "Conflict", format!("an item with id {id} already exists"))
-        .with_type("https://items.example/problems/duplicate-id")
-        .with("id", json!(id));
+    let p = Problem::new(
+        409,
+        "Conflict",
+        format!("an item with id {id} already exists"),
+    )
+    .with_type("https://items.example/problems/duplicate-id")
+    .with("id", json!(id));
     let mut response = http_util::problem(&p);
     response.set_header("location", format!("/items/{id}"));
     response

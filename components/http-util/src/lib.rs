@@ -17,7 +17,11 @@ pub const JSON: &str = "application/json";
 
 /// A JSON response with the given status and body bytes (sent as they are).
 pub fn json(status: u16, body: Vec<u8>) -> Response {
-    Response::builder().status(status).header("content-type", JSON).body(body).build()
+    Response::builder()
+        .status(status)
+        .header("content-type", JSON)
+        .body(body)
+        .build()
 }
 
 /// The response for a problem: its status, `application/problem+json`, its JSON.
@@ -123,13 +127,18 @@ pub enum BodyError {
 /// `limit` bytes: a declared `Content-Length` above the limit is refused
 /// before reading, and reading stops as soon as the limit is passed.
 pub fn read_body(req: IncomingRequest, limit: usize) -> Result<Vec<u8>, BodyError> {
-    if let Some(declared) = header(&req, "content-length").and_then(|v| v.trim().parse::<u64>().ok()) {
-        if declared > limit as u64 {
-            return Err(BodyError::TooLarge(usize::try_from(declared).unwrap_or(usize::MAX)));
-        }
+    let declared = header(&req, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
+    if let Some(declared) = declared.filter(|&n| n > limit as u64) {
+        return Err(BodyError::TooLarge(
+            usize::try_from(declared).unwrap_or(usize::MAX),
+        ));
     }
-    let incoming = req.consume().map_err(|()| BodyError::Read("the body was already consumed".into()))?;
-    let stream = incoming.stream().map_err(|()| BodyError::Read("the body stream is unavailable".into()))?;
+    let incoming = req
+        .consume()
+        .map_err(|()| BodyError::Read("the body was already consumed".into()))?;
+    let stream = incoming
+        .stream()
+        .map_err(|()| BodyError::Read("the body stream is unavailable".into()))?;
     let mut body = Vec::new();
     loop {
         // Ask for at most one byte past the limit: enough to know it was passed.
@@ -161,10 +170,16 @@ pub fn read_body(req: IncomingRequest, limit: usize) -> Result<Vec<u8>, BodyErro
 pub fn trusted_keys() -> Result<TrustedKeys, Response> {
     const NAME: &str = "trusted_keys";
     let raw = spin_sdk::variables::get(NAME).map_err(|e| {
-        internal_error(&format!("the server is misconfigured: the variable {NAME} cannot be read"), &e)
+        internal_error(
+            &format!("the server is misconfigured: the variable {NAME} cannot be read"),
+            &e,
+        )
     })?;
     TrustedKeys::parse(&raw).map_err(|e| {
-        internal_error(&format!("the server is misconfigured: the variable {NAME} is not a valid key list"), &e)
+        internal_error(
+            &format!("the server is misconfigured: the variable {NAME} is not a valid key list"),
+            &e,
+        )
     })
 }
 
@@ -172,5 +187,9 @@ pub fn trusted_keys() -> Result<TrustedKeys, Response> {
 /// a broken chunked encoding).
 pub fn unreadable_body(reason: &str) -> Response {
     eprintln!("reading the request body failed: {reason}");
-    problem(&Problem::new(400, "Bad Request", "the request body could not be read completely"))
+    problem(&Problem::new(
+        400,
+        "Bad Request",
+        "the request body could not be read completely",
+    ))
 }

@@ -25,7 +25,10 @@ pub fn open() -> Result<Connection, Error> {
 
 /// The stored form of an item: its JSON without the id.
 pub fn doc(item: &Item) -> Result<String, serde_json::Error> {
-    let without_id = Item { id: None, ..item.clone() };
+    let without_id = Item {
+        id: None,
+        ..item.clone()
+    };
     serde_json::to_string(&without_id)
 }
 
@@ -39,8 +42,10 @@ pub fn item_json(id: &Value, doc: &Value) -> Result<(u32, Vec<u8>), String> {
     let Value::Text(doc) = doc else {
         return Err(format!("doc of item {id} is not text"));
     };
-    let mut item: Item = serde_json::from_str(doc).map_err(|e| format!("doc of item {id} is not an item: {e}"))?;
+    let mut item: Item =
+        serde_json::from_str(doc).map_err(|e| format!("doc of item {id} is not an item: {e}"))?;
     item.id = Some(id);
-    let json = serde_json::to_vec(&item).map_err(|e| format!("item {id} cannot be serialized: {e}"))?;
+    let json =
+        serde_json::to_vec(&item).map_err(|e| format!("item {id} cannot be serialized: {e}"))?;
     Ok((id, json))
 }

@@ -65,7 +65,11 @@ impl Page {
     /// Parses the query; unknown parameters are ignored, bad known ones are a
     /// 400 problem naming the parameter.
     fn parse(query: &str) -> Result<Self, Problem> {
-        let mut page = Page { limit: DEFAULT_LIMIT, after: None, tag: None };
+        let mut page = Page {
+            limit: DEFAULT_LIMIT,
+            after: None,
+            tag: None,
+        };
         let mut seen: Vec<&'static str> = Vec::new();
         for (key, value) in form_urlencoded::parse(query.as_bytes()) {
             let name: &'static str = match key.as_ref() {
@@ -82,16 +86,30 @@ impl Page {
                 "limit" => {
                     page.limit = parse_id(&value)
                         .filter(|n| (1..=MAX_LIMIT).contains(n))
-                        .ok_or_else(|| bad_parameter(name, &value, &format!("must be an integer from 1 to {MAX_LIMIT}")))?;
+                        .ok_or_else(|| {
+                            bad_parameter(
+                                name,
+                                &value,
+                                &format!("must be an integer from 1 to {MAX_LIMIT}"),
+                            )
+                        })?;
                 }
                 "after" => {
                     page.after = Some(parse_id(&value).ok_or_else(|| {
-                        bad_parameter(name, &value, "must be an item id (an integer from 0 to 4294967295)")
+                        bad_parameter(
+                            name,
+                            &value,
+                            "must be an item id (an integer from 0 to 4294967295)",
+                        )
                     })?);
                 }
                 _ => {
                     if !is_tag(&value) {
-                        return Err(bad_parameter(name, &value, "must be a tag: 1 to 32 of a-z, 0-9 and -"));
+                        return Err(bad_parameter(
+                            name,
+                            &value,
+                            "must be a tag: 1 to 32 of a-z, 0-9 and -",
+                        ));
                     }
                     page.tag = Some(value.into_owned());
                 }
@@ -115,12 +133,19 @@ impl Page {
 /// Same rule as the item schema's tags, so a filter that can never match is
 /// reported instead of silently returning nothing.
 fn is_tag(text: &str) -> bool {
-    (1..=32).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    (1..=32).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 fn bad_parameter(name: &str, value: &str, rule: &str) -> Problem {
-    Problem::new(400, "Invalid query parameter", format!("query parameter {name} {rule} (got {value:?})"))
-        .with("parameter", json!(name))
+    Problem::new(
+        400,
+        "Invalid query parameter",
+        format!("query parameter {name} {rule} (got {value:?})"),
+    )
+    .with("parameter", json!(name))
 }
 
 /// One page of items, as a JSON array.
@@ -133,7 +158,9 @@ fn list(page: &Page) -> Response {
     let mut sql = String::from("SELECT id, doc FROM items WHERE id > ?");
     let mut params = vec![Value::Integer(page.after.map_or(-1, i64::from))];
     if let Some(tag) = &page.tag {
-        sql.push_str(" AND EXISTS (SELECT 1 FROM json_each(items.doc, '$.tags') AS t WHERE t.value = ?)");
+        sql.push_str(
+            " AND EXISTS (SELECT 1 FROM json_each(items.doc, '$.tags') AS t WHERE t.value = ?)",
+        );
         params.push(Value::Text(tag.clone()));
     }
     sql.push_str(" ORDER BY id LIMIT ?");
@@ -173,7 +200,10 @@ fn get(id: u32) -> Response {
         Ok(db) => db,
         Err(e) => return http_util::internal_error("the item store is unavailable", &e),
     };
-    let rows = match db.execute("SELECT id, doc FROM items WHERE id = ?", &[Value::Integer(i64::from(id))]) {
+    let rows = match db.execute(
+        "SELECT id, doc FROM items WHERE id = ?",
+        &[Value::Integer(i64::from(id))],
+    ) {
         Ok(result) => result.rows,
         Err(e) => return http_util::internal_error("the item could not be read", &e),
     };

@@ -23,12 +23,19 @@ fn handle(req: IncomingRequest) -> Response {
         "trap" => panic!("misbehave: trapping on purpose"),
         "loop" => spin(),
         "hog" => hog(),
-        other => text(404, &format!("unknown behaviour {other:?}; try ok, trap, loop or hog")),
+        other => text(
+            404,
+            &format!("unknown behaviour {other:?}; try ok, trap, loop or hog"),
+        ),
     }
 }
 
 fn text(status: u16, body: &str) -> Response {
-    Response::builder().status(status).header("content-type", "text/plain").body(body.to_owned()).build()
+    Response::builder()
+        .status(status)
+        .header("content-type", "text/plain")
+        .body(body.to_owned())
+        .build()
 }
 
 fn spin() -> ! {

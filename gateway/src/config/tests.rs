@@ -1,0 +1,271 @@
+//! Every field of the config file, accepted and refused at its boundaries,
+//! with the error text (file, line, field, reason) checked.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::*;
+
+const FILE: &str = "gw.toml";
+
+/// A minimal valid file: one spin route, one auto route.
+fn base(route_extra: &str) -> String {
+    format!(
+        r#"[server]
+listen = "127.0.0.1:8080"
+admin_listen = "127.0.0.1:9090"
+
+[spin]
+mode = "embedded"
+manifest = "spin.toml"
+
+[[route]]
+name = "list"
+match = {{ method = "GET", path = "/items" }}
+spin_path = "/list"
+
+[[route]]
+name = "validate"
+match = {{ method = "POST", path = "/validate" }}
+backend = "auto"
+spin_path = "/validate"
+native = "validate"
+{route_extra}
+"#
+    )
+}
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new(FILE))
+}
+
+/// Asserts the text is refused at `line` for `field`, mentioning `needle`.
+#[track_caller]
+fn refused(text: &str, line: usize, field: &str, needle: &str) {
+    match parse(text) {
+        Ok(_) => panic!("accepted, expected `{field}` to be refused:\n{text}"),
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(msg.starts_with(&format!("{FILE}:{line}:")), "line {line} in: {msg}");
+            assert!(msg.contains(&format!("`{field}`")), "field `{field}` in: {msg}");
+            assert!(msg.contains(needle), "`{needle}` in: {msg}");
+        }
+    }
+}
+
+fn validate_route(text: &str) -> RouteConfig {
+    match parse(text) {
+        Ok(config) => config.route("validate").cloned().expect("validate route"),
+        Err(e) => panic!("refused: {e}\n{text}"),
+    }
+}
+
+#[test]
+fn the_built_in_config_is_valid_and_matches_the_documented_defaults() {
+    let config = Config::builtin().unwrap();
+    assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(config.admin_listen.to_string(), "127.0.0.1:9090");
+    assert!(matches!(config.spin, SpinMode::Embedded { .. }));
+    let names: Vec<&str> = config.routes.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["list", "get", "create", "validate"]);
+    let validate = config.route("validate").unwrap();
+    assert_eq!(validate.backend, BackendKind::Auto);
+    assert_eq!(validate.native_above_bytes, Some(262_144));
+    assert_eq!(validate.fallback_on, FallbackTrigger::ALL.to_vec());
+    assert_eq!(config.route("list").unwrap().retry.attempts, 2);
+}
+
+#[test]
+fn defaults_fill_what_a_route_leaves_out() {
+    let config = parse(&base("")).unwrap();
+    let list = config.route("list").unwrap();
+    assert_eq!(list.backend, BackendKind::Spin);
+    assert_eq!(list.method, http::Method::GET);
+    assert_eq!(list.timeout, Duration::from_secs(30));
+    assert_eq!(list.max_body_bytes, 1 << 20);
+    assert_eq!(list.concurrency, 256);
+    assert_eq!(list.retry.attempts, 0);
+    assert_eq!(list.circuit.consecutive_failures, 5);
+    assert_eq!(list.circuit.failure_rate, 0.5);
+    assert!(list.fallback_on.is_empty());
+    let validate = config.route("validate").unwrap();
+    assert_eq!(validate.fallback_on, FallbackTrigger::ALL.to_vec(), "auto falls back on everything by default");
+    assert_eq!(validate.native_above_bytes, None);
+}
+
+#[test]
+fn every_numeric_field_is_checked_at_its_boundaries() {
+    // (field as written, dotted name, min, max)
+    let cases: [(&str, &str, i64, i64); 12] = [
+        ("timeout_ms", "timeout_ms", 1, 600_000),
+        ("max_body_bytes", "max_body_bytes", 0, 1 << 30),
+        ("concurrency", "concurrency", 1, 100_000),
+        ("retry.attempts", "retry.attempts", 0, 5),
+        ("retry.backoff_ms", "retry.backoff_ms", 1, 10_000),
+        ("retry.budget_percent", "retry.budget_percent", 1, 100),
+        ("circuit.consecutive_failures", "circuit.consecutive_failures", 1, 1_000),
+        ("circuit.min_requests", "circuit.min_requests", 1, 100_000),
+        ("circuit.window_ms", "circuit.window_ms", 100, 3_600_000),
+        ("circuit.open_ms", "circuit.open_ms", 10, 3_600_000),
+        ("circuit.half_open_probes", "circuit.half_open_probes", 1, 100),
+        ("fallback.native_above_bytes", "fallback.native_above_bytes", 0, 1 << 30),
+    ];
+    for (key, field, min, max) in cases {
+        let line_of = |value: i64| match key.split_once('.') {
+            Some((table, leaf)) => format!("[route.{table}]\n{leaf} = {value}"),
+            None => format!("{key} = {value}"),
+        };
+        for ok in [min, max] {
+            validate_route(&base(&line_of(ok)));
+        }
+        for bad in [min - 1, max + 1] {
+            let text = base(&line_of(bad));
+            // The value sits on the last line of the file.
+            let line = text.lines().count();
+            refused(&text, line, &format!("route[1].{field}"), "out of range");
+        }
+    }
+}
+
+#[test]
+fn numeric_fields_land_in_the_typed_config() {
+    let route = validate_route(&base(
+        "timeout_ms = 1500\nmax_body_bytes = 10\nconcurrency = 3\n\
+         retry = { attempts = 2, backoff_ms = 7, budget_percent = 50 }\n\
+         circuit = { consecutive_failures = 4, failure_rate = 0.25, min_requests = 9, window_ms = 1000, open_ms = 20, half_open_probes = 3 }\n\
+         fallback = { on = [\"timeout\", \"5xx\"], native_above_bytes = 99 }",
+    ));
+    assert_eq!(route.timeout, Duration::from_millis(1500));
+    assert_eq!(route.max_body_bytes, 10);
+    assert_eq!(route.concurrency, 3);
+    assert_eq!(route.retry.attempts, 2);
+    assert_eq!(route.retry.backoff, Duration::from_millis(7));
+    assert_eq!(route.retry.budget_ratio, 0.5);
+    assert_eq!(route.circuit.consecutive_failures, 4);
+    assert_eq!(route.circuit.failure_rate, 0.25);
+    assert_eq!(route.circuit.min_requests, 9);
+    assert_eq!(route.circuit.window, Duration::from_secs(1));
+    assert_eq!(route.circuit.open_for, Duration::from_millis(20));
+    assert_eq!(route.circuit.half_open_probes, 3);
+    assert_eq!(route.fallback_on, vec![FallbackTrigger::Timeout, FallbackTrigger::ServerError]);
+    assert_eq!(route.native_above_bytes, Some(99));
+}
+
+#[test]
+fn failure_rate_must_be_a_fraction() {
+    for ok in ["1.0", "0.01"] {
+        validate_route(&base(&format!("[route.circuit]\nfailure_rate = {ok}")));
+    }
+    for bad in ["0.0", "1.5", "-0.1"] {
+        let text = base(&format!("[route.circuit]\nfailure_rate = {bad}"));
+        let line = text.lines().count();
+        refused(&text, line, "route[1].circuit.failure_rate", "fraction");
+    }
+}
+
+#[test]
+fn listeners_must_be_socket_addresses_and_differ() {
+    let text = base("").replace("listen = \"127.0.0.1:8080\"", "listen = \"localhost\"");
+    refused(&text, 2, "server.listen", "IP:port");
+    let text = base("").replace("\"127.0.0.1:9090\"", "\"127.0.0.1:99999\"");
+    refused(&text, 3, "server.admin_listen", "IP:port");
+    let text = base("").replace("127.0.0.1:9090", "127.0.0.1:8080");
+    refused(&text, 3, "server.admin_listen", "must differ");
+}
+
+#[test]
+fn spin_modes_are_checked() {
+    let text = base("").replace("mode = \"embedded\"", "mode = \"cloud\"");
+    refused(&text, 6, "spin.mode", "\"embedded\" or \"external\"");
+    let text = base("").replace("mode = \"embedded\"", "mode = \"external\"");
+    refused(&text, 6, "spin.upstream", "needs an upstream");
+    let external = |url: &str| {
+        base("").replace("mode = \"embedded\"", &format!("mode = \"external\"\nupstream = \"{url}\""))
+    };
+    let config = parse(&external("http://127.0.0.1:3000")).unwrap();
+    assert_eq!(
+        config.spin,
+        SpinMode::External { upstream: "http://127.0.0.1:3000".parse().unwrap() }
+    );
+    refused(&external("https://spin.example"), 7, "spin.upstream", "only http://");
+    refused(&external("http://127.0.0.1:3000/base"), 7, "spin.upstream", "must not have a path");
+    refused(&external("not a url"), 7, "spin.upstream", "not a URL");
+    let text = base("").replace("manifest = \"spin.toml\"", "manifest = \"\"");
+    refused(&text, 7, "spin.manifest", "must not be empty");
+    let text = base("").replace("manifest = \"spin.toml\"", "component_timeout_ms = 0");
+    refused(&text, 7, "spin.component_timeout_ms", "out of range");
+    let text = base("").replace("manifest = \"spin.toml\"", "component_memory_mib = 65537");
+    refused(&text, 7, "spin.component_memory_mib", "out of range");
+}
+
+#[test]
+fn route_identity_is_checked() {
+    let text = base("").replace("name = \"list\"", "name = \"List!\"");
+    refused(&text, 10, "route[0].name", "lowercase");
+    let text = base("").replace("name = \"validate\"", "name = \"list\"");
+    refused(&text, 15, "route[1].name", "duplicate route name `list`");
+    let text = base("").replace("method = \"POST\", path = \"/validate\"", "method = \"GET\", path = \"/items\"");
+    refused(&text, 16, "route[1].match", "already matches GET /items");
+    let text = base("").replace("method = \"GET\"", "method = \"TRACE\"");
+    refused(&text, 11, "route[0].match.method", "not supported");
+    let text = base("").replace("path = \"/items\"", "path = \"items\"");
+    refused(&text, 11, "route[0].match.path", "must start with `/`");
+    let text = base("").replace("path = \"/items\"", "path = \"/items/*rest\"");
+    refused(&text, 11, "route[0].match.path", "whole-segment parameters");
+    let text = base("").replace("spin_path = \"/list\"", "spin_path = \"/list/{id}\"");
+    refused(&text, 12, "route[0].spin_path", "does not capture");
+    let text = base("").replace("path = \"/items\" }", "path = \"/items/{id}\" }").replace("\"/list\"", "\"/list/{id}\"");
+    let config = parse(&text).unwrap();
+    assert_eq!(config.routes[0].spin_path.as_deref(), Some("/list/{id}"));
+}
+
+#[test]
+fn backends_need_what_they_use() {
+    let text = base("").replace("backend = \"auto\"", "backend = \"wasm\"");
+    refused(&text, 17, "route[1].backend", "\"spin\", \"native\" or \"auto\"");
+    let text = base("").replace("native = \"validate\"", "native = \"list\"");
+    refused(&text, 19, "route[1].native", "no native handler `list`");
+    let text = base("").replace("native = \"validate\"\n", "");
+    refused(&text, 15, "route[1].native", "required when backend is \"native\" or \"auto\"");
+    let text = base("").replace("spin_path = \"/validate\"\n", "");
+    refused(&text, 15, "route[1].spin_path", "required when backend is \"spin\" or \"auto\"");
+    // A native route needs no spin_path.
+    let text = base("")
+        .replace("backend = \"auto\"", "backend = \"native\"")
+        .replace("spin_path = \"/validate\"\n", "");
+    assert_eq!(validate_route(&text).backend, BackendKind::Native);
+    // Fallback settings only make sense on auto routes.
+    let text = base("").replace("spin_path = \"/list\"", "spin_path = \"/list\"\nfallback = { on = [\"timeout\"] }");
+    refused(&text, 13, "route[0].fallback", "only routes with backend = \"auto\"");
+}
+
+#[test]
+fn fallback_triggers_are_checked() {
+    let text = base("[route.fallback]\non = [\"timeout\", \"meltdown\"]");
+    refused(&text, text.lines().count(), "route[1].fallback.on", "`meltdown` is not a trigger");
+    let text = base("[route.fallback]\non = [\"timeout\", \"timeout\"]");
+    refused(&text, text.lines().count(), "route[1].fallback.on", "listed twice");
+    let route = validate_route(&base("[route.fallback]\non = []"));
+    assert!(route.fallback_on.is_empty(), "an empty list disables fallback");
+}
+
+#[test]
+fn unknown_fields_and_bad_syntax_name_the_place() {
+    let text = base("timeout = 5");
+    let line = text.lines().count();
+    refused(&text, line, "timeout", "unknown field `timeout`");
+    let text = base("").replace("[server]", "[server]\nport = 1");
+    refused(&text, 2, "port", "unknown field `port`");
+    let text = base("").replace("name = \"list\"\n", "");
+    refused(&text, 9, "name", "missing field `name`");
+    let text = base("timeout_ms = \"fast\"");
+    refused(&text, text.lines().count(), "(syntax)", "invalid type");
+    refused("[[route]\n", 1, "(syntax)", "");
+    refused("", 1, "route", "at least one [[route]]");
+}
+
+#[test]
+fn unreadable_files_name_the_file() {
+    let e = Config::load(Path::new("/nonexistent/gw.toml")).unwrap_err();
+    assert!(e.to_string().starts_with("/nonexistent/gw.toml: cannot read"), "{e}");
+}
