@@ -35,18 +35,31 @@ mod tests {
 
     #[test]
     fn json_with_parameters_in_any_case_is_accepted() {
-        for ok in ["application/json", "Application/JSON", "application/json; charset=utf-8"] {
+        for ok in [
+            "application/json",
+            "Application/JSON",
+            "application/json; charset=utf-8",
+        ] {
             assert!(require_json(Some(ok)).is_ok(), "{ok}");
         }
     }
 
     #[test]
     fn anything_else_is_415_naming_what_was_sent() {
-        for bad in [Some("text/plain"), Some("application/jsonx"), Some(""), None] {
+        for bad in [
+            Some("text/plain"),
+            Some("application/jsonx"),
+            Some(""),
+            None,
+        ] {
             let problem = require_json(bad).unwrap_err();
             assert_eq!(problem.status(), 415);
             if let Some(ct) = bad {
-                assert!(problem.detail().contains(&format!("{ct:?}")), "{}", problem.detail());
+                assert!(
+                    problem.detail().contains(&format!("{ct:?}")),
+                    "{}",
+                    problem.detail()
+                );
             } else {
                 assert!(problem.detail().contains("missing"));
             }

@@ -15,7 +15,11 @@ use crate::runtime::Overrides;
 
 /// Command-line arguments of the `gateway` binary.
 #[derive(Parser, Debug, Clone)]
-#[command(name = "gateway", version, about = "Axum gateway in front of a Spin application")]
+#[command(
+    name = "gateway",
+    version,
+    about = "Axum gateway in front of a Spin application"
+)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
     /// Run mode; without one, the gateway runs.

@@ -90,7 +90,11 @@ fn reload_on_sighup(gateway: Arc<Gateway>) {
 async fn serve_spin(args: ServeSpinArgs) -> anyhow::Result<()> {
     let router = gateway::spin::embedded::standalone_router(&args.manifest, &args.data_dir)?;
     let listener = bind(args.listen, "spin").await?;
-    tracing::info!("serving {} like `spin up` on http://{}", args.manifest.display(), args.listen);
+    tracing::info!(
+        "serving {} like `spin up` on http://{}",
+        args.manifest.display(),
+        args.listen
+    );
     server::serve(listener, router, server::shutdown_signal()).await?;
     Ok(())
 }

@@ -74,7 +74,8 @@ impl Overrides {
                 },
             };
         }
-        if let (Some(dir), SpinMode::Embedded { data_dir, .. }) = (&self.data_dir, &mut config.spin) {
+        if let (Some(dir), SpinMode::Embedded { data_dir, .. }) = (&self.data_dir, &mut config.spin)
+        {
             *data_dir = dir.clone();
         }
         config
@@ -106,7 +107,11 @@ pub struct Runtime {
 impl Runtime {
     /// Builds a snapshot, reusing `previous`'s Spin backend when the
     /// `[spin]` section did not change.
-    pub fn build(config: Config, overrides: &Overrides, previous: Option<&Runtime>) -> anyhow::Result<Runtime> {
+    pub fn build(
+        config: Config,
+        overrides: &Overrides,
+        previous: Option<&Runtime>,
+    ) -> anyhow::Result<Runtime> {
         let table = RouteTable::new(config.routes.iter().map(|r| (&r.method, r.path.as_str())))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let spin = match previous {
@@ -168,7 +173,9 @@ fn build_spin(mode: &SpinMode, overrides: &Overrides) -> anyhow::Result<SpinBack
             );
             SpinBackend::Embedded(app)
         }
-        SpinMode::External { upstream } => SpinBackend::External(ExternalSpin::new(upstream)?),
+        SpinMode::External { upstream } => {
+            SpinBackend::External(Box::new(ExternalSpin::new(upstream)?))
+        }
     })
 }
 
@@ -179,7 +186,10 @@ fn build_spin(mode: &SpinMode, overrides: &Overrides) -> anyhow::Result<SpinBack
 fn trusted_keys(mode: &SpinMode, overrides: &Overrides) -> anyhow::Result<TrustedKeys> {
     let manifest = match mode {
         SpinMode::Embedded { manifest, .. } => Some(manifest.as_path()),
-        SpinMode::External { .. } => overrides.manifest.as_deref().or(Some(Path::new("spin.toml"))),
+        SpinMode::External { .. } => overrides
+            .manifest
+            .as_deref()
+            .or(Some(Path::new("spin.toml"))),
     };
     let value = overrides
         .variables
@@ -188,7 +198,8 @@ fn trusted_keys(mode: &SpinMode, overrides: &Overrides) -> anyhow::Result<Truste
         .or_else(|| std::env::var("SPIN_VARIABLE_TRUSTED_KEYS").ok())
         .or_else(|| manifest.and_then(manifest_default))
         .unwrap_or_default();
-    TrustedKeys::parse(&value).map_err(|e| anyhow::anyhow!("the trusted_keys variable is invalid: {e}"))
+    TrustedKeys::parse(&value)
+        .map_err(|e| anyhow::anyhow!("the trusted_keys variable is invalid: {e}"))
 }
 
 /// `[variables] trusted_keys = { default = "..." }` from a manifest, if any.
@@ -256,7 +267,11 @@ impl Gateway {
         }
         let spin_rebuilt = config.spin != old.config.spin;
         let runtime = Runtime::build(config, &self.overrides, Some(&old))?;
-        let routes = runtime.routes.iter().map(|r| r.config.name.clone()).collect();
+        let routes = runtime
+            .routes
+            .iter()
+            .map(|r| r.config.name.clone())
+            .collect();
         self.current.store(Arc::new(runtime));
         Ok(ReloadReport {
             routes,

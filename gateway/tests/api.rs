@@ -25,7 +25,12 @@ async fn seed_example_requests_work() {
     let item: Value = created.json().await.unwrap();
     assert_eq!(item["id"], 1);
     assert_eq!(item["name"], "Item1");
-    assert!(item["created_at"].as_str().is_some_and(|s| s.ends_with('Z')), "{item}");
+    assert!(
+        item["created_at"]
+            .as_str()
+            .is_some_and(|s| s.ends_with('Z')),
+        "{item}"
+    );
 
     let listed = http.get(format!("{}/items", gw.base)).send().await.unwrap();
     assert_eq!(listed.status(), 200);
@@ -34,7 +39,11 @@ async fn seed_example_requests_work() {
     assert_eq!(items[0]["id"], 1);
     assert_eq!(items[0]["name"], "Item1");
 
-    let one = http.get(format!("{}/items/1", gw.base)).send().await.unwrap();
+    let one = http
+        .get(format!("{}/items/1", gw.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(one.status(), 200);
     assert_eq!(one.json::<Value>().await.unwrap(), item);
 
@@ -56,7 +65,11 @@ async fn seed_example_requests_work() {
         .unwrap();
     assert_eq!(items[0]["name"], "Item1");
 
-    let missing = http.get(format!("{}/items/999", gw.base)).send().await.unwrap();
+    let missing = http
+        .get(format!("{}/items/999", gw.base))
+        .send()
+        .await
+        .unwrap();
     expect_problem(missing, 404).await;
 }
 
@@ -65,7 +78,11 @@ async fn server_assigns_ids_and_pagination_follows_link() {
     let gw = start().await;
     let http = client();
     for i in 0..7 {
-        let tags = if i % 2 == 0 { json!(["even", "all"]) } else { json!(["odd", "all"]) };
+        let tags = if i % 2 == 0 {
+            json!(["even", "all"])
+        } else {
+            json!(["odd", "all"])
+        };
         let response = http
             .post(format!("{}/items", gw.base))
             .json(&json!({"name": format!("item {i}"), "tags": tags}))
@@ -101,7 +118,11 @@ async fn server_assigns_ids_and_pagination_follows_link() {
         }
         assert!(pages < 10, "pagination does not terminate");
     }
-    assert_eq!(seen, (1..=7).collect::<Vec<u64>>(), "ids ascending, each once");
+    assert_eq!(
+        seen,
+        (1..=7).collect::<Vec<u64>>(),
+        "ids ascending, each once"
+    );
     assert_eq!(pages, 3);
 
     // Tag filter, combined with the cursor.
@@ -121,7 +142,10 @@ async fn server_assigns_ids_and_pagination_follows_link() {
         .await
         .unwrap();
     let link = page.headers()["link"].to_str().unwrap().to_string();
-    assert!(link.contains("tag=even"), "the cursor keeps the filter: {link}");
+    assert!(
+        link.contains("tag=even"),
+        "the cursor keeps the filter: {link}"
+    );
     let after: Vec<Value> = page.json().await.unwrap();
     assert_eq!(after.len(), 2);
     let ids: Vec<u64> = after.iter().map(|i| i["id"].as_u64().unwrap()).collect();
@@ -167,7 +191,10 @@ async fn create_rejects_bad_requests_with_problems() {
     expect_problem(response, 415).await;
 
     // 413: above 1 MiB.
-    let big = format!(r#"{{"name": "x", "description": "{}"}}"#, "a".repeat(1 << 20));
+    let big = format!(
+        r#"{{"name": "x", "description": "{}"}}"#,
+        "a".repeat(1 << 20)
+    );
     let response = http
         .post(&url)
         .header("Content-Type", "application/json")
@@ -217,7 +244,11 @@ async fn create_rejects_bad_requests_with_problems() {
         assert!(allow.contains(m), "Allow lists {m}: {allow}");
     }
     expect_problem(response, 405).await;
-    let response = http.put(format!("{}/validate", gw.base)).send().await.unwrap();
+    let response = http
+        .put(format!("{}/validate", gw.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.headers()["allow"], "POST");
     expect_problem(response, 405).await;
     let response = http.get(format!("{}/nope", gw.base)).send().await.unwrap();

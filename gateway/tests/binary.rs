@@ -45,7 +45,12 @@ async fn spawn(args: &[&str]) -> Running {
         admin: format!("http://{admin}"),
     };
     for _ in 0..600 {
-        if client().get(format!("{}/healthz", running.admin)).send().await.is_ok() {
+        if client()
+            .get(format!("{}/healthz", running.admin))
+            .send()
+            .await
+            .is_ok()
+        {
             return running;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -99,7 +104,10 @@ async fn config_file_reloads_on_sighup_and_sigterm_stops_gracefully() {
             .send()
             .await
             .unwrap();
-        response.headers()["x-gateway-backend"].to_str().unwrap().to_string()
+        response.headers()["x-gateway-backend"]
+            .to_str()
+            .unwrap()
+            .to_string()
     };
     assert_eq!(backend().await, "spin-external");
 
@@ -122,7 +130,9 @@ async fn config_file_reloads_on_sighup_and_sigterm_stops_gracefully() {
     assert_eq!(backend().await, "native");
 
     signal(&gw.child, "TERM");
-    let status = exit_status(&mut gw.child).await.expect("exits after SIGTERM");
+    let status = exit_status(&mut gw.child)
+        .await
+        .expect("exits after SIGTERM");
     assert!(status.success(), "{status}");
 }
 
@@ -130,7 +140,13 @@ async fn config_file_reloads_on_sighup_and_sigterm_stops_gracefully() {
 async fn manifest_flag_serves_the_built_in_routes_in_process() {
     require_app_wasm();
     let dir = tempfile::tempdir().unwrap();
-    let mut gw = spawn(&["--manifest", "spin.toml", "--data-dir", dir.path().to_str().unwrap()]).await;
+    let mut gw = spawn(&[
+        "--manifest",
+        "spin.toml",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ])
+    .await;
     let created = client()
         .post(format!("{}/items", gw.public))
         .header("content-type", "application/json")
@@ -149,9 +165,14 @@ async fn manifest_flag_serves_the_built_in_routes_in_process() {
         .await
         .unwrap();
     assert_eq!(listed[0]["name"], "Item1");
-    assert!(dir.path().join("default.db").exists(), "SQLite lives in --data-dir");
+    assert!(
+        dir.path().join("default.db").exists(),
+        "SQLite lives in --data-dir"
+    );
     signal(&gw.child, "INT");
-    let status = exit_status(&mut gw.child).await.expect("exits after SIGINT");
+    let status = exit_status(&mut gw.child)
+        .await
+        .expect("exits after SIGINT");
     assert!(status.success(), "{status}");
 }
 
@@ -168,9 +189,17 @@ async fn upstream_flag_fronts_an_external_spin() {
         .unwrap();
     assert_eq!(verdict.headers()["x-gateway-backend"], "native");
     assert_eq!(verdict.headers()["x-gateway-fallback"], "connect-error");
-    let list = client().get(format!("{}/items", gw.public)).send().await.unwrap();
+    let list = client()
+        .get(format!("{}/items", gw.public))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(list.status(), 503);
-    let ready = client().get(format!("{}/readyz", gw.admin)).send().await.unwrap();
+    let ready = client()
+        .get(format!("{}/readyz", gw.admin))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 503);
 }
 

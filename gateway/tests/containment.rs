@@ -31,7 +31,10 @@ async fn traps_and_endless_loops_are_contained() {
 
     assert_eq!(get("/ok").await.unwrap().status(), 200);
     let trap = expect_problem(get("/trap").await.unwrap(), 500).await;
-    assert!(trap["detail"].as_str().unwrap().contains("misbehave"), "{trap}");
+    assert!(
+        trap["detail"].as_str().unwrap().contains("misbehave"),
+        "{trap}"
+    );
     assert_eq!(get("/ok").await.unwrap().status(), 200);
     expect_problem(get("/loop").await.unwrap(), 504).await;
     assert_eq!(get("/ok").await.unwrap().status(), 200);

@@ -39,7 +39,11 @@ async fn every_route_works_through_an_external_spin_and_validate_survives_its_lo
     assert_eq!(items.len(), 1);
     assert_eq!(items[0]["name"], "Item1");
 
-    let one = http.get(format!("{}/items/1", gw.base)).send().await.unwrap();
+    let one = http
+        .get(format!("{}/items/1", gw.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(one.status(), 200);
 
     let batch = serde_json::to_vec(&json!({"items": [{"id": 1, "name": "Item1"}]})).unwrap();
@@ -52,20 +56,36 @@ async fn every_route_works_through_an_external_spin_and_validate_survives_its_lo
         .unwrap();
     assert_eq!(verdict.headers()["x-gateway-backend"], "spin-external");
     let wasm = verdict.bytes().await.unwrap();
-    let native = items_core::validate_batch(&batch, &TrustedKeys::any()).unwrap().to_json();
+    let native = items_core::validate_batch(&batch, &TrustedKeys::any())
+        .unwrap()
+        .to_json();
     assert_eq!(wasm.as_ref(), native.as_slice());
 
-    let ready = http.get(format!("{}/readyz", gw.admin)).send().await.unwrap();
+    let ready = http
+        .get(format!("{}/readyz", gw.admin))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 200);
 
     // Spin goes away.
     drop(spin);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let ready = http.get(format!("{}/readyz", gw.admin)).send().await.unwrap();
+    let ready = http
+        .get(format!("{}/readyz", gw.admin))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 503);
     let list = http.get(format!("{}/items", gw.base)).send().await.unwrap();
     let problem = expect_problem(list, 503).await;
-    assert!(problem["detail"].as_str().unwrap().contains("Spin at http://"), "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Spin at http://"),
+        "{problem}"
+    );
     let verdict = http
         .post(format!("{}/validate", gw.base))
         .header("content-type", "application/json")

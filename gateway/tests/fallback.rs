@@ -63,11 +63,14 @@ async fn gateway_for(upstream: &str, concurrency: usize, failures: u32) -> TestG
 }
 
 fn small_batch() -> Vec<u8> {
-    serde_json::to_vec(&json!({"items": [{"id": 1, "name": "Item1"}, {"id": 2, "name": ""}]})).unwrap()
+    serde_json::to_vec(&json!({"items": [{"id": 1, "name": "Item1"}, {"id": 2, "name": ""}]}))
+        .unwrap()
 }
 
 fn native_verdict(body: &[u8]) -> Vec<u8> {
-    items_core::validate_batch(body, &TrustedKeys::any()).unwrap().to_json()
+    items_core::validate_batch(body, &TrustedKeys::any())
+        .unwrap()
+        .to_json()
 }
 
 async fn validate(gw: &TestGateway, body: Vec<u8>) -> reqwest::Response {
@@ -102,7 +105,9 @@ async fn auto_goes_native_above_the_size_threshold_and_to_spin_below() {
     assert_eq!(fake.hits(), 1);
     assert_eq!(fake.last_path(), "/validate");
 
-    let items: Vec<_> = (0..100).map(|i| json!({"id": i, "name": format!("n{i}")})).collect();
+    let items: Vec<_> = (0..100)
+        .map(|i| json!({"id": i, "name": format!("n{i}")}))
+        .collect();
     let big = serde_json::to_vec(&json!({ "items": items })).unwrap();
     assert!(big.len() > 2000);
     expect_native(validate(&gw, big.clone()).await, "size", &big).await;
@@ -116,7 +121,11 @@ async fn spin_refusing_connections_falls_back_or_names_the_backend() {
     let body = small_batch();
     expect_native(validate(&gw, body.clone()).await, "connect-error", &body).await;
 
-    let list = client().get(format!("{}/items", gw.base)).send().await.unwrap();
+    let list = client()
+        .get(format!("{}/items", gw.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(list.headers()["retry-after"], "1");
     let problem = expect_problem(list, 503).await;
     let detail = problem["detail"].as_str().unwrap();
@@ -133,7 +142,11 @@ async fn spin_refusing_connections_falls_back_or_names_the_backend() {
     expect_problem(create, 503).await;
 
     // Readiness reports Spin down, and which routes still work.
-    let ready = client().get(format!("{}/readyz", gw.admin)).send().await.unwrap();
+    let ready = client()
+        .get(format!("{}/readyz", gw.admin))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 503);
     let ready: serde_json::Value = ready.json().await.unwrap();
     assert_eq!(ready["ready"], false);
@@ -141,10 +154,21 @@ async fn spin_refusing_connections_falls_back_or_names_the_backend() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["route"].as_str().unwrap().to_string(), r["available"].as_bool().unwrap()))
+        .map(|r| {
+            (
+                r["route"].as_str().unwrap().to_string(),
+                r["available"].as_bool().unwrap(),
+            )
+        })
         .collect();
-    assert!(available.contains(&("validate".to_string(), true)), "{available:?}");
-    assert!(available.contains(&("list".to_string(), false)), "{available:?}");
+    assert!(
+        available.contains(&("validate".to_string(), true)),
+        "{available:?}"
+    );
+    assert!(
+        available.contains(&("list".to_string(), false)),
+        "{available:?}"
+    );
 }
 
 #[tokio::test]
@@ -153,9 +177,16 @@ async fn spin_hanging_past_the_timeout_falls_back_or_times_out() {
     let gw = gateway_for(&fake.served.base, 8, 100).await;
     let body = small_batch();
     expect_native(validate(&gw, body.clone()).await, "timeout", &body).await;
-    let list = client().get(format!("{}/items", gw.base)).send().await.unwrap();
+    let list = client()
+        .get(format!("{}/items", gw.base))
+        .send()
+        .await
+        .unwrap();
     let problem = expect_problem(list, 504).await;
-    assert!(problem["detail"].as_str().unwrap().contains("300 ms"), "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("300 ms"),
+        "{problem}"
+    );
     fake.open_gate();
 }
 
@@ -166,7 +197,11 @@ async fn spin_5xx_falls_back_or_passes_through() {
     let body = small_batch();
     expect_native(validate(&gw, body.clone()).await, "5xx", &body).await;
     // No native twin: Spin's own 500 problem reaches the client unchanged.
-    let list = client().get(format!("{}/items", gw.base)).send().await.unwrap();
+    let list = client()
+        .get(format!("{}/items", gw.base))
+        .send()
+        .await
+        .unwrap();
     let problem = expect_problem(list, 500).await;
     assert_eq!(problem["detail"], "fake failure");
 }
@@ -177,7 +212,12 @@ async fn the_concurrency_limit_sheds_or_falls_back() {
     // One request at a time per route; the timeout is long enough for the
     // first request to still be in flight while the second arrives.
     let text = config(&fake.served.base, 1, 100).replace("timeout_ms = 300", "timeout_ms = 20000");
-    let gw = start_with(Options { config: Some(text), manifest: None, ..Options::default() }).await;
+    let gw = start_with(Options {
+        config: Some(text),
+        manifest: None,
+        ..Options::default()
+    })
+    .await;
 
     let base = gw.base.clone();
     let first_list = tokio::spawn(client().get(format!("{base}/items")).send());
@@ -199,7 +239,11 @@ async fn the_concurrency_limit_sheds_or_falls_back() {
 
     let body = small_batch();
     expect_native(validate(&gw, body.clone()).await, "overloaded", &body).await;
-    let list = client().get(format!("{}/items", gw.base)).send().await.unwrap();
+    let list = client()
+        .get(format!("{}/items", gw.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(list.headers()["retry-after"], "1");
     let problem = expect_problem(list, 503).await;
     assert_eq!(problem["title"], "Overloaded");
@@ -225,13 +269,24 @@ async fn the_circuit_opens_sends_auto_to_native_then_half_opens_and_closes() {
 
     // The list route has its own breaker: open it, then it answers 503.
     for _ in 0..2 {
-        let r = client().get(format!("{}/items", gw.base)).send().await.unwrap();
+        let r = client()
+            .get(format!("{}/items", gw.base))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 500);
     }
-    let r = client().get(format!("{}/items", gw.base)).send().await.unwrap();
+    let r = client()
+        .get(format!("{}/items", gw.base))
+        .send()
+        .await
+        .unwrap();
     assert!(r.headers().contains_key("retry-after"));
     let problem = expect_problem(r, 503).await;
-    assert!(problem["detail"].as_str().unwrap().contains("circuit"), "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("circuit"),
+        "{problem}"
+    );
     let ready: serde_json::Value = client()
         .get(format!("{}/readyz", gw.admin))
         .send()
@@ -260,7 +315,11 @@ async fn the_circuit_opens_sends_auto_to_native_then_half_opens_and_closes() {
     assert_eq!(response.headers()["x-gateway-backend"], "spin-external");
     assert_eq!(fake.hits(), hits + 1);
     let response = validate(&gw, body.clone()).await;
-    assert_eq!(response.headers()["x-gateway-backend"], "spin-external", "closed again");
+    assert_eq!(
+        response.headers()["x-gateway-backend"],
+        "spin-external",
+        "closed again"
+    );
 
     // A failed probe re-opens it.
     fake.set_mode(Mode::Fail);
@@ -279,9 +338,22 @@ async fn idempotent_requests_are_retried_and_posts_are_not() {
         "spin_path = \"/list\"",
         "spin_path = \"/list\"\nretry = { attempts = 2, backoff_ms = 5, budget_percent = 100 }",
     );
-    let gw = start_with(Options { config: Some(text), manifest: None, ..Options::default() }).await;
-    let response = client().get(format!("{}/items?limit=5", gw.base)).send().await.unwrap();
-    assert_eq!(response.status(), 200, "two failures, then the third attempt succeeds");
+    let gw = start_with(Options {
+        config: Some(text),
+        manifest: None,
+        ..Options::default()
+    })
+    .await;
+    let response = client()
+        .get(format!("{}/items?limit=5", gw.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        200,
+        "two failures, then the third attempt succeeds"
+    );
     assert_eq!(fake.hits(), 3);
     assert_eq!(fake.last_path(), "/list?limit=5");
 
@@ -306,12 +378,20 @@ async fn native_backend_never_calls_spin() {
             "fallback = { on = [\"connect-error\", \"timeout\", \"5xx\", \"circuit-open\", \"overloaded\"], native_above_bytes = 2000 }",
             "",
         );
-    let gw = start_with(Options { config: Some(text), manifest: None, ..Options::default() }).await;
+    let gw = start_with(Options {
+        config: Some(text),
+        manifest: None,
+        ..Options::default()
+    })
+    .await;
     let body = small_batch();
     let response = validate(&gw, body.clone()).await;
     assert_eq!(response.headers()["x-gateway-backend"], "native");
     assert!(response.headers().get("x-gateway-fallback").is_none());
-    assert_eq!(response.bytes().await.unwrap().as_ref(), native_verdict(&body).as_slice());
+    assert_eq!(
+        response.bytes().await.unwrap().as_ref(),
+        native_verdict(&body).as_slice()
+    );
     assert_eq!(fake.hits(), 0);
 
     // The native handler keeps the component's contract for bad input.

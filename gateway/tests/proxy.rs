@@ -68,13 +68,25 @@ async fn hop_by_hop_headers_are_dropped_and_forwarding_headers_set() {
     assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
 
     let seen = fake.last_headers();
-    for dropped in ["x-hop", "keep-alive", "te", "proxy-authorization", "upgrade"] {
-        assert!(!seen.contains_key(dropped), "`{dropped}` must not be forwarded: {seen:?}");
+    for dropped in [
+        "x-hop",
+        "keep-alive",
+        "te",
+        "proxy-authorization",
+        "upgrade",
+    ] {
+        assert!(
+            !seen.contains_key(dropped),
+            "`{dropped}` must not be forwarded: {seen:?}"
+        );
     }
     assert_eq!(seen["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
     assert_eq!(seen["x-forwarded-host"], "api.example");
     assert_eq!(seen["x-forwarded-proto"], "http");
-    assert_eq!(seen["forwarded"], "for=127.0.0.1;proto=http;host=\"api.example\"");
+    assert_eq!(
+        seen["forwarded"],
+        "for=127.0.0.1;proto=http;host=\"api.example\""
+    );
     assert_eq!(seen["host"], fake.served.addr.to_string().as_str());
     assert_eq!(seen["traceparent"], traceparent);
     assert_eq!(fake.last_path(), "/echo?x=1");
@@ -83,7 +95,8 @@ async fn hop_by_hop_headers_are_dropped_and_forwarding_headers_set() {
     let id = seen["x-request-id"].to_str().unwrap().to_string();
     assert_eq!(id.len(), 36, "a UUID: {id}");
     assert!(
-        raw.to_ascii_lowercase().contains(&format!("x-request-id: {id}")),
+        raw.to_ascii_lowercase()
+            .contains(&format!("x-request-id: {id}")),
         "echoed to the client: {raw}"
     );
 
@@ -150,7 +163,9 @@ async fn download(State(s): State<Arc<Signals>>) -> Response {
 }
 
 /// A body stream fed by a task.
-fn async_stream<F, Fut>(producer: F) -> tokio_stream::wrappers::ReceiverStream<Result<Bytes, std::io::Error>>
+fn async_stream<F, Fut>(
+    producer: F,
+) -> tokio_stream::wrappers::ReceiverStream<Result<Bytes, std::io::Error>>
 where
     F: FnOnce(tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
@@ -202,11 +217,18 @@ async fn large_uploads_and_downloads_stream_through() {
     .expect("upload streams: the upstream saw the first MiB before the client sent the rest")
     .unwrap();
     assert_eq!(response.status(), 200);
-    assert_eq!(response.text().await.unwrap(), format!("{{\"received\": {}}}", 64 * MIB));
+    assert_eq!(
+        response.text().await.unwrap(),
+        format!("{{\"received\": {}}}", 64 * MIB)
+    );
 
     // Download 64 MiB; the upstream sends the rest only once the client has
     // the first MiB.
-    let mut response = client().get(format!("{}/download", gw.base)).send().await.unwrap();
+    let mut response = client()
+        .get(format!("{}/download", gw.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let mut total = 0usize;
     let read_all = async {

@@ -55,7 +55,10 @@ async fn reload_applies_good_files_and_keeps_running_on_bad_ones() {
             .body(r#"{"items": []}"#)
             .send()
     };
-    assert_eq!(validate().await.unwrap().headers()["x-gateway-backend"], "spin-external");
+    assert_eq!(
+        validate().await.unwrap().headers()["x-gateway-backend"],
+        "spin-external"
+    );
 
     // A request in flight on the old config...
     fake.set_mode(Mode::Hang);
@@ -77,7 +80,10 @@ async fn reload_applies_good_files_and_keeps_running_on_bad_ones() {
     assert_eq!(reloaded.status(), 200);
     let report: serde_json::Value = reloaded.json().await.unwrap();
     assert_eq!(report["report"]["routes"], serde_json::json!(["validate"]));
-    assert_eq!(validate().await.unwrap().headers()["x-gateway-backend"], "native");
+    assert_eq!(
+        validate().await.unwrap().headers()["x-gateway-backend"],
+        "native"
+    );
     let gone = http.get(format!("{}/slow", gw.base)).send().await.unwrap();
     expect_problem(gone, 404).await;
 
@@ -90,7 +96,8 @@ async fn reload_applies_good_files_and_keeps_running_on_bad_ones() {
     // A bad file: refused with file, line and field; the running config stays.
     std::fs::write(
         &path,
-        config(&fake.served.base, "native", false).replace("native = \"validate\"", "native = \"validat\""),
+        config(&fake.served.base, "native", false)
+            .replace("native = \"validate\"", "native = \"validat\""),
     )
     .unwrap();
     let refused = http
@@ -100,10 +107,16 @@ async fn reload_applies_good_files_and_keeps_running_on_bad_ones() {
         .unwrap();
     let problem = expect_problem(refused, 422).await;
     let detail = problem["detail"].as_str().unwrap();
-    assert!(detail.contains("gateway.toml:11:"), "file and line: {detail}");
+    assert!(
+        detail.contains("gateway.toml:11:"),
+        "file and line: {detail}"
+    );
     assert!(detail.contains("route[0].native"), "field: {detail}");
     assert!(detail.contains("unchanged"), "{detail}");
-    assert_eq!(validate().await.unwrap().headers()["x-gateway-backend"], "native");
+    assert_eq!(
+        validate().await.unwrap().headers()["x-gateway-backend"],
+        "native"
+    );
 
     // The admin view shows what runs.
     let shown: serde_json::Value = http

@@ -9,7 +9,9 @@ use std::sync::LazyLock;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use common::{Options, TestGateway, all_spin_config, client, expect_problem, start_all_spin, start_with};
+use common::{
+    Options, TestGateway, all_spin_config, client, expect_problem, start_all_spin, start_with,
+};
 use ed25519_dalek::SigningKey;
 use items_core::TrustedKeys;
 use proptest::prelude::*;
@@ -66,8 +68,16 @@ async fn verdicts_for_valid_invalid_signed_and_tampered_items() {
             .map(|e| e["code"].as_str().unwrap().to_string())
             .collect()
     };
-    assert!(codes(3).contains(&"signature-mismatch".to_string()), "{:?}", codes(3));
-    assert!(codes(4).contains(&"duplicate-id".to_string()), "{:?}", codes(4));
+    assert!(
+        codes(3).contains(&"signature-mismatch".to_string()),
+        "{:?}",
+        codes(3)
+    );
+    assert!(
+        codes(4).contains(&"duplicate-id".to_string()),
+        "{:?}",
+        codes(4)
+    );
 
     // Byte-identical to the native core.
     let native = items_core::validate_batch(&body, &TrustedKeys::any())
@@ -114,7 +124,11 @@ async fn batch_errors_are_problems() {
     expect_problem(post_batch(&gw, b"{\"things\": []}".to_vec()).await, 400).await;
     // Too many items.
     let many = json!({"items": vec![json!({"name": "x"}); items_core::MAX_BATCH_ITEMS + 1]});
-    expect_problem(post_batch(&gw, serde_json::to_vec(&many).unwrap()).await, 413).await;
+    expect_problem(
+        post_batch(&gw, serde_json::to_vec(&many).unwrap()).await,
+        413,
+    )
+    .await;
     // Above 16 MiB.
     let huge = format!(
         r#"{{"items": [{{"name": "x", "description": "{}"}}]}}"#,
@@ -138,7 +152,11 @@ async fn the_largest_batch_is_validated_identically() {
     let items: Vec<Value> = (0..items_core::MAX_BATCH_ITEMS)
         .map(|i| {
             let item = json!({"id": i, "name": format!("item {}", i % 9_000), "tags": ["bulk"]});
-            if i % 1000 == 0 { signed(item, (i / 1000) as u8) } else { item }
+            if i % 1000 == 0 {
+                signed(item, (i / 1000) as u8)
+            } else {
+                item
+            }
         })
         .collect();
     let body = serde_json::to_vec(&json!({ "items": items })).unwrap();
@@ -181,7 +199,10 @@ fn item_strategy() -> impl Strategy<Value = Value> {
         prop::option::of(prop_oneof![0u64..6, Just(4_294_967_296u64)]),
         name_strategy(),
         prop::collection::vec("[a-z0-9-]{1,4}|[A-Z]{2}", 0..4),
-        prop::option::of((0u64..1000, prop_oneof![Just("EUR"), Just("USD"), Just("XXY"), Just("eur")])),
+        prop::option::of((
+            0u64..1000,
+            prop_oneof![Just("EUR"), Just("USD"), Just("XXY"), Just("eur")],
+        )),
         prop::option::of(prop_oneof![Just("2026-11-23T21:00:00Z"), Just("yesterday")]),
         prop::option::of((any::<u8>(), any::<bool>())),
     )

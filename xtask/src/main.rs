@@ -16,7 +16,10 @@ use clap::{Parser, Subcommand};
 use toolchain::WasmToolchain;
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "Set up, build, run and test the project")]
+#[command(
+    name = "cargo xtask",
+    about = "Set up, build, run and test the project"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Task,
@@ -116,7 +119,13 @@ fn build_components(root: &Path, tc: &WasmToolchain) -> Result<()> {
     println!("xtask: building Spin components for wasm32-wasip2");
     let mut cmd = tc.cargo_command();
     cmd.current_dir(root.join("components"))
-        .args(["build", "--release", "--locked", "--target", "wasm32-wasip2"])
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            "wasm32-wasip2",
+        ])
         .args(tc.extra_build_args());
     run(&mut cmd)
 }
@@ -124,9 +133,13 @@ fn build_components(root: &Path, tc: &WasmToolchain) -> Result<()> {
 /// Builds the gateway binary (release) for `up`.
 fn build_gateway(root: &Path) -> Result<()> {
     println!("xtask: building the gateway");
-    run(Command::new(cargo())
-        .current_dir(root)
-        .args(["build", "--release", "--locked", "-p", "gateway"]))
+    run(Command::new(cargo()).current_dir(root).args([
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "gateway",
+    ]))
 }
 
 /// Runs a command to completion, failing with the command line on error.

@@ -26,7 +26,13 @@ use crate::run;
 const TARGET: &str = "wasm32-wasip2";
 /// The version of `wasm-component-ld` the Debian recipe was verified with.
 const WASM_COMPONENT_LD_VERSION: &str = "0.5.31";
-const DEBIAN_PACKAGES: &[&str] = &["rustc-web", "cargo-web", "rust-web-src", "wasi-libc", "lld-19"];
+const DEBIAN_PACKAGES: &[&str] = &[
+    "rustc-web",
+    "cargo-web",
+    "rust-web-src",
+    "wasi-libc",
+    "lld-19",
+];
 const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
 const DEBIAN_CARGO: &str = "/usr/bin/cargo";
 const DEBIAN_STD_SRC: &str = "/usr/lib/rustlib/src/rust/library";
@@ -64,7 +70,12 @@ impl WasmToolchain {
                 let mut cmd = Command::new(DEBIAN_CARGO);
                 // `cargo xtask` runs under rustup's cargo, which exports
                 // variables that would make Debian's cargo pick rustup's rustc.
-                for var in ["RUSTUP_TOOLCHAIN", "CARGO", "RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS"] {
+                for var in [
+                    "RUSTUP_TOOLCHAIN",
+                    "CARGO",
+                    "RUSTFLAGS",
+                    "CARGO_ENCODED_RUSTFLAGS",
+                ] {
                     cmd.env_remove(var);
                 }
                 cmd.env("RUSTC", DEBIAN_RUSTC)
@@ -188,7 +199,10 @@ fn rustup_has_target() -> bool {
         .stderr(Stdio::null())
         .output()
         .map(|o| {
-            o.status.success() && String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == TARGET)
+            o.status.success()
+                && String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .any(|l| l.trim() == TARGET)
         })
         .unwrap_or(false)
 }

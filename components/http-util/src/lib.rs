@@ -13,7 +13,7 @@ use spin_sdk::http::{IncomingRequest, Method, Response};
 use wasi::io::streams::StreamError;
 
 /// The media type of JSON bodies.
-pub const JSON: &str = "application/json";
+pub const JSON: &str = items_core::http::JSON;
 
 /// A JSON response with the given status and body bytes (sent as they are).
 pub fn json(status: u16, body: Vec<u8>) -> Response {
@@ -92,26 +92,15 @@ pub fn header(req: &IncomingRequest, name: &str) -> Option<String> {
         .and_then(|v| String::from_utf8(v).ok())
 }
 
-/// `Ok` when the request says its body is JSON (`application/json`, any
-/// parameters such as `charset` allowed, case-insensitive); otherwise the 415.
+/// `Ok` when the request says its body is JSON; otherwise the 415. The
+/// rule lives in `items_core::http` so the gateway's native twin refuses
+/// exactly the same requests.
 pub fn require_json(req: &IncomingRequest) -> Result<(), Response> {
-    let content_type = header(req, "content-type");
-    let is_json = content_type.as_deref().is_some_and(|value| {
-        let essence = value.split(';').next().unwrap_or_default().trim();
-        essence.eq_ignore_ascii_case(JSON)
-    });
-    if is_json {
-        return Ok(());
-    }
-    let detail = match content_type {
-        Some(ct) => format!("the request body must be {JSON}, not {ct:?}"),
-        None => format!("the request body must be {JSON}; the Content-Type header is missing"),
-    };
-    let mut response = problem(
-        &Problem::new(415, "Unsupported Media Type", detail).with("accepted", json!([JSON])),
-    );
-    response.set_header("accept-post", JSON);
-    Err(response)
+    items_core::http::require_json(header(req, "content-type").as_deref()).map_err(|p| {
+        let mut response = problem(&p);
+        response.set_header("accept-post", JSON);
+        response
+    })
 }
 
 /// Why a body could not be read.

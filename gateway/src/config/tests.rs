@@ -46,8 +46,14 @@ fn refused(text: &str, line: usize, field: &str, needle: &str) {
         Ok(_) => panic!("accepted, expected `{field}` to be refused:\n{text}"),
         Err(e) => {
             let msg = e.to_string();
-            assert!(msg.starts_with(&format!("{FILE}:{line}:")), "line {line} in: {msg}");
-            assert!(msg.contains(&format!("`{field}`")), "field `{field}` in: {msg}");
+            assert!(
+                msg.starts_with(&format!("{FILE}:{line}:")),
+                "line {line} in: {msg}"
+            );
+            assert!(
+                msg.contains(&format!("`{field}`")),
+                "field `{field}` in: {msg}"
+            );
             assert!(msg.contains(needle), "`{needle}` in: {msg}");
         }
     }
@@ -89,7 +95,11 @@ fn defaults_fill_what_a_route_leaves_out() {
     assert_eq!(list.circuit.failure_rate, 0.5);
     assert!(list.fallback_on.is_empty());
     let validate = config.route("validate").unwrap();
-    assert_eq!(validate.fallback_on, FallbackTrigger::ALL.to_vec(), "auto falls back on everything by default");
+    assert_eq!(
+        validate.fallback_on,
+        FallbackTrigger::ALL.to_vec(),
+        "auto falls back on everything by default"
+    );
     assert_eq!(validate.native_above_bytes, None);
 }
 
@@ -103,12 +113,27 @@ fn every_numeric_field_is_checked_at_its_boundaries() {
         ("retry.attempts", "retry.attempts", 0, 5),
         ("retry.backoff_ms", "retry.backoff_ms", 1, 10_000),
         ("retry.budget_percent", "retry.budget_percent", 1, 100),
-        ("circuit.consecutive_failures", "circuit.consecutive_failures", 1, 1_000),
+        (
+            "circuit.consecutive_failures",
+            "circuit.consecutive_failures",
+            1,
+            1_000,
+        ),
         ("circuit.min_requests", "circuit.min_requests", 1, 100_000),
         ("circuit.window_ms", "circuit.window_ms", 100, 3_600_000),
         ("circuit.open_ms", "circuit.open_ms", 10, 3_600_000),
-        ("circuit.half_open_probes", "circuit.half_open_probes", 1, 100),
-        ("fallback.native_above_bytes", "fallback.native_above_bytes", 0, 1 << 30),
+        (
+            "circuit.half_open_probes",
+            "circuit.half_open_probes",
+            1,
+            100,
+        ),
+        (
+            "fallback.native_above_bytes",
+            "fallback.native_above_bytes",
+            0,
+            1 << 30,
+        ),
     ];
     for (key, field, min, max) in cases {
         let line_of = |value: i64| match key.split_once('.') {
@@ -147,7 +172,10 @@ fn numeric_fields_land_in_the_typed_config() {
     assert_eq!(route.circuit.window, Duration::from_secs(1));
     assert_eq!(route.circuit.open_for, Duration::from_millis(20));
     assert_eq!(route.circuit.half_open_probes, 3);
-    assert_eq!(route.fallback_on, vec![FallbackTrigger::Timeout, FallbackTrigger::ServerError]);
+    assert_eq!(
+        route.fallback_on,
+        vec![FallbackTrigger::Timeout, FallbackTrigger::ServerError]
+    );
     assert_eq!(route.native_above_bytes, Some(99));
 }
 
@@ -180,15 +208,30 @@ fn spin_modes_are_checked() {
     let text = base("").replace("mode = \"embedded\"", "mode = \"external\"");
     refused(&text, 6, "spin.upstream", "needs an upstream");
     let external = |url: &str| {
-        base("").replace("mode = \"embedded\"", &format!("mode = \"external\"\nupstream = \"{url}\""))
+        base("").replace(
+            "mode = \"embedded\"",
+            &format!("mode = \"external\"\nupstream = \"{url}\""),
+        )
     };
     let config = parse(&external("http://127.0.0.1:3000")).unwrap();
     assert_eq!(
         config.spin,
-        SpinMode::External { upstream: "http://127.0.0.1:3000".parse().unwrap() }
+        SpinMode::External {
+            upstream: "http://127.0.0.1:3000".parse().unwrap()
+        }
     );
-    refused(&external("https://spin.example"), 7, "spin.upstream", "only http://");
-    refused(&external("http://127.0.0.1:3000/base"), 7, "spin.upstream", "must not have a path");
+    refused(
+        &external("https://spin.example"),
+        7,
+        "spin.upstream",
+        "only http://",
+    );
+    refused(
+        &external("http://127.0.0.1:3000/base"),
+        7,
+        "spin.upstream",
+        "must not have a path",
+    );
     refused(&external("not a url"), 7, "spin.upstream", "not a URL");
     let text = base("").replace("manifest = \"spin.toml\"", "manifest = \"\"");
     refused(&text, 7, "spin.manifest", "must not be empty");
@@ -204,7 +247,10 @@ fn route_identity_is_checked() {
     refused(&text, 10, "route[0].name", "lowercase");
     let text = base("").replace("name = \"validate\"", "name = \"list\"");
     refused(&text, 15, "route[1].name", "duplicate route name `list`");
-    let text = base("").replace("method = \"POST\", path = \"/validate\"", "method = \"GET\", path = \"/items\"");
+    let text = base("").replace(
+        "method = \"POST\", path = \"/validate\"",
+        "method = \"GET\", path = \"/items\"",
+    );
     refused(&text, 16, "route[1].match", "already matches GET /items");
     let text = base("").replace("method = \"GET\"", "method = \"TRACE\"");
     refused(&text, 11, "route[0].match.method", "not supported");
@@ -214,7 +260,9 @@ fn route_identity_is_checked() {
     refused(&text, 11, "route[0].match.path", "whole-segment parameters");
     let text = base("").replace("spin_path = \"/list\"", "spin_path = \"/list/{id}\"");
     refused(&text, 12, "route[0].spin_path", "does not capture");
-    let text = base("").replace("path = \"/items\" }", "path = \"/items/{id}\" }").replace("\"/list\"", "\"/list/{id}\"");
+    let text = base("")
+        .replace("path = \"/items\" }", "path = \"/items/{id}\" }")
+        .replace("\"/list\"", "\"/list/{id}\"");
     let config = parse(&text).unwrap();
     assert_eq!(config.routes[0].spin_path.as_deref(), Some("/list/{id}"));
 }
@@ -222,31 +270,67 @@ fn route_identity_is_checked() {
 #[test]
 fn backends_need_what_they_use() {
     let text = base("").replace("backend = \"auto\"", "backend = \"wasm\"");
-    refused(&text, 17, "route[1].backend", "\"spin\", \"native\" or \"auto\"");
+    refused(
+        &text,
+        17,
+        "route[1].backend",
+        "\"spin\", \"native\" or \"auto\"",
+    );
     let text = base("").replace("native = \"validate\"", "native = \"list\"");
     refused(&text, 19, "route[1].native", "no native handler `list`");
     let text = base("").replace("native = \"validate\"\n", "");
-    refused(&text, 15, "route[1].native", "required when backend is \"native\" or \"auto\"");
+    refused(
+        &text,
+        15,
+        "route[1].native",
+        "required when backend is \"native\" or \"auto\"",
+    );
     let text = base("").replace("spin_path = \"/validate\"\n", "");
-    refused(&text, 15, "route[1].spin_path", "required when backend is \"spin\" or \"auto\"");
+    refused(
+        &text,
+        15,
+        "route[1].spin_path",
+        "required when backend is \"spin\" or \"auto\"",
+    );
     // A native route needs no spin_path.
     let text = base("")
         .replace("backend = \"auto\"", "backend = \"native\"")
         .replace("spin_path = \"/validate\"\n", "");
     assert_eq!(validate_route(&text).backend, BackendKind::Native);
     // Fallback settings only make sense on auto routes.
-    let text = base("").replace("spin_path = \"/list\"", "spin_path = \"/list\"\nfallback = { on = [\"timeout\"] }");
-    refused(&text, 13, "route[0].fallback", "only routes with backend = \"auto\"");
+    let text = base("").replace(
+        "spin_path = \"/list\"",
+        "spin_path = \"/list\"\nfallback = { on = [\"timeout\"] }",
+    );
+    refused(
+        &text,
+        13,
+        "route[0].fallback",
+        "only routes with backend = \"auto\"",
+    );
 }
 
 #[test]
 fn fallback_triggers_are_checked() {
     let text = base("[route.fallback]\non = [\"timeout\", \"meltdown\"]");
-    refused(&text, text.lines().count(), "route[1].fallback.on", "`meltdown` is not a trigger");
+    refused(
+        &text,
+        text.lines().count(),
+        "route[1].fallback.on",
+        "`meltdown` is not a trigger",
+    );
     let text = base("[route.fallback]\non = [\"timeout\", \"timeout\"]");
-    refused(&text, text.lines().count(), "route[1].fallback.on", "listed twice");
+    refused(
+        &text,
+        text.lines().count(),
+        "route[1].fallback.on",
+        "listed twice",
+    );
     let route = validate_route(&base("[route.fallback]\non = []"));
-    assert!(route.fallback_on.is_empty(), "an empty list disables fallback");
+    assert!(
+        route.fallback_on.is_empty(),
+        "an empty list disables fallback"
+    );
 }
 
 #[test]
@@ -267,5 +351,9 @@ fn unknown_fields_and_bad_syntax_name_the_place() {
 #[test]
 fn unreadable_files_name_the_file() {
     let e = Config::load(Path::new("/nonexistent/gw.toml")).unwrap_err();
-    assert!(e.to_string().starts_with("/nonexistent/gw.toml: cannot read"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("/nonexistent/gw.toml: cannot read"),
+        "{e}"
+    );
 }

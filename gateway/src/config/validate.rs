@@ -49,7 +49,12 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn err(&self, span: Range<usize>, field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    fn err(
+        &self,
+        span: Range<usize>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
         let (line, column) = position(self.text, span.start);
         ConfigError::Invalid {
             file: self.file.to_path_buf(),
@@ -73,7 +78,11 @@ impl Ctx<'_> {
             return Err(self.err(
                 v.span(),
                 field,
-                format!("{n} is out of range; expected {} to {}", range.start(), range.end()),
+                format!(
+                    "{n} is out of range; expected {} to {}",
+                    range.start(),
+                    range.end()
+                ),
             ));
         }
         T::try_from(n).map_err(|_| self.err(v.span(), field, format!("{n} does not fit")))
@@ -84,7 +93,10 @@ impl Ctx<'_> {
 fn position(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let column = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
     (line, column)
 }
 
@@ -97,7 +109,12 @@ pub(super) fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
         ctx.err(span, field, message)
     })?;
 
-    let listen = socket_addr(&ctx, &parsed.server.listen, "server.listen", "127.0.0.1:8080")?;
+    let listen = socket_addr(
+        &ctx,
+        &parsed.server.listen,
+        "server.listen",
+        "127.0.0.1:8080",
+    )?;
     let admin_listen = socket_addr(
         &ctx,
         &parsed.server.admin_listen,
@@ -105,8 +122,16 @@ pub(super) fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
         "127.0.0.1:9090",
     )?;
     if listen == admin_listen && listen.port() != 0 {
-        let span = parsed.server.admin_listen.as_ref().map_or(0..0, Spanned::span);
-        return Err(ctx.err(span, "server.admin_listen", "must differ from server.listen"));
+        let span = parsed
+            .server
+            .admin_listen
+            .as_ref()
+            .map_or(0..0, Spanned::span);
+        return Err(ctx.err(
+            span,
+            "server.admin_listen",
+            "must differ from server.listen",
+        ));
     }
     let spin = spin_mode(&ctx, &parsed.spin)?;
 
@@ -129,7 +154,10 @@ pub(super) fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
             return Err(ctx.err(
                 route.get_ref().matcher.span(),
                 format!("route[{i}].match"),
-                format!("another route already matches {} {}", checked.method, checked.path),
+                format!(
+                    "another route already matches {} {}",
+                    checked.method, checked.path
+                ),
             ));
         }
         routes.push(checked);
@@ -147,10 +175,10 @@ pub(super) fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
 /// serde's unknown-field and missing-field messages name the field; keep it.
 fn field_from_message(message: &str) -> String {
     for marker in ["unknown field `", "missing field `"] {
-        if let Some(rest) = message.split(marker).nth(1) {
-            if let Some(name) = rest.split('`').next() {
-                return name.to_string();
-            }
+        if let Some(rest) = message.split(marker).nth(1)
+            && let Some(name) = rest.split('`').next()
+        {
+            return name.to_string();
         }
     }
     "(syntax)".to_string()
@@ -167,12 +195,19 @@ fn socket_addr(
         None => (default, 0..0),
     };
     text.parse().map_err(|_| {
-        ctx.err(span, field, format!("`{text}` is not an IP:port address (e.g. 127.0.0.1:8080)"))
+        ctx.err(
+            span,
+            field,
+            format!("`{text}` is not an IP:port address (e.g. 127.0.0.1:8080)"),
+        )
     })
 }
 
 fn spin_mode(ctx: &Ctx, spin: &schema::Spin) -> Result<SpinMode, ConfigError> {
-    let mode = spin.mode.as_ref().map_or("embedded", |m| m.get_ref().as_str());
+    let mode = spin
+        .mode
+        .as_ref()
+        .map_or("embedded", |m| m.get_ref().as_str());
     match mode {
         "embedded" => {
             let manifest = spin
@@ -183,7 +218,10 @@ fn spin_mode(ctx: &Ctx, spin: &schema::Spin) -> Result<SpinMode, ConfigError> {
                 let span = spin.manifest.as_ref().map_or(0..0, Spanned::span);
                 return Err(ctx.err(span, "spin.manifest", "must not be empty"));
             }
-            let data_dir = spin.data_dir.as_ref().map_or(".data", |d| d.get_ref().as_str());
+            let data_dir = spin
+                .data_dir
+                .as_ref()
+                .map_or(".data", |d| d.get_ref().as_str());
             Ok(SpinMode::Embedded {
                 manifest: PathBuf::from(manifest),
                 data_dir: PathBuf::from(data_dir),
@@ -205,7 +243,11 @@ fn spin_mode(ctx: &Ctx, spin: &schema::Spin) -> Result<SpinMode, ConfigError> {
         "external" => {
             let Some(upstream) = &spin.upstream else {
                 let span = spin.mode.as_ref().map_or(0..0, Spanned::span);
-                return Err(ctx.err(span, "spin.upstream", "mode = \"external\" needs an upstream URL"));
+                return Err(ctx.err(
+                    span,
+                    "spin.upstream",
+                    "mode = \"external\" needs an upstream URL",
+                ));
             };
             Ok(SpinMode::External {
                 upstream: upstream_uri(ctx, upstream)?,
@@ -236,7 +278,9 @@ pub fn parse_upstream(text: &str) -> Result<http::Uri, String> {
         return Err(format!("`{text}` has no host"));
     }
     if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
-        return Err(format!("`{text}` must not have a path or query; routes add the path"));
+        return Err(format!(
+            "`{text}` must not have a path or query; routes add the path"
+        ));
     }
     Ok(uri)
 }
@@ -263,8 +307,10 @@ fn route_config(ctx: &Ctx, i: usize, route: &schema::Route) -> Result<RouteConfi
     let matcher = route.matcher.get_ref();
     let method_text = matcher.method.get_ref();
     let method = match method_text.as_str() {
-        "GET" | "POST" | "PUT" | "PATCH" | "DELETE" => Method::from_bytes(method_text.as_bytes())
-            .map_err(|_| ctx.err(matcher.method.span(), f("match.method"), "invalid method"))?,
+        "GET" | "POST" | "PUT" | "PATCH" | "DELETE" => {
+            Method::from_bytes(method_text.as_bytes())
+                .map_err(|_| ctx.err(matcher.method.span(), f("match.method"), "invalid method"))?
+        }
         other => {
             return Err(ctx.err(
                 matcher.method.span(),
@@ -274,10 +320,14 @@ fn route_config(ctx: &Ctx, i: usize, route: &schema::Route) -> Result<RouteConfi
         }
     };
     let path = matcher.path.get_ref().clone();
-    let params = path_params(&path)
-        .map_err(|m| ctx.err(matcher.path.span(), f("match.path"), m))?;
+    let params =
+        path_params(&path).map_err(|m| ctx.err(matcher.path.span(), f("match.path"), m))?;
 
-    let backend = match route.backend.as_ref().map_or("spin", |b| b.get_ref().as_str()) {
+    let backend = match route
+        .backend
+        .as_ref()
+        .map_or("spin", |b| b.get_ref().as_str())
+    {
         "spin" => BackendKind::Spin,
         "native" => BackendKind::Native,
         "auto" => BackendKind::Auto,
@@ -337,7 +387,12 @@ fn route_config(ctx: &Ctx, i: usize, route: &schema::Route) -> Result<RouteConfi
         None => None,
     };
 
-    let timeout = Duration::from_millis(ctx.int_in(&route.timeout_ms, &f("timeout_ms"), 1..=600_000, 30_000u64)?);
+    let timeout = Duration::from_millis(ctx.int_in(
+        &route.timeout_ms,
+        &f("timeout_ms"),
+        1..=600_000,
+        30_000u64,
+    )?);
     let max_body_bytes = ctx.int_in(
         &route.max_body_bytes,
         &f("max_body_bytes"),
@@ -347,13 +402,28 @@ fn route_config(ctx: &Ctx, i: usize, route: &schema::Route) -> Result<RouteConfi
     let concurrency = ctx.int_in(&route.concurrency, &f("concurrency"), 1..=100_000, 256usize)?;
 
     let retry = match &route.retry {
-        None => RetryPolicy { attempts: 0, backoff: Duration::from_millis(25), budget_ratio: 0.2 },
+        None => RetryPolicy {
+            attempts: 0,
+            backoff: Duration::from_millis(25),
+            budget_ratio: 0.2,
+        },
         Some(r) => {
             let r = r.get_ref();
             RetryPolicy {
                 attempts: ctx.int_in(&r.attempts, &f("retry.attempts"), 0..=5, 0u32)?,
-                backoff: Duration::from_millis(ctx.int_in(&r.backoff_ms, &f("retry.backoff_ms"), 1..=10_000, 25u64)?),
-                budget_ratio: ctx.int_in::<u32>(&r.budget_percent, &f("retry.budget_percent"), 1..=100, 20)? as f32 / 100.0,
+                backoff: Duration::from_millis(ctx.int_in(
+                    &r.backoff_ms,
+                    &f("retry.backoff_ms"),
+                    1..=10_000,
+                    25u64,
+                )?),
+                budget_ratio: ctx.int_in::<u32>(
+                    &r.budget_percent,
+                    &f("retry.budget_percent"),
+                    1..=100,
+                    20,
+                )? as f32
+                    / 100.0,
             }
         }
     };
@@ -383,12 +453,37 @@ fn route_config(ctx: &Ctx, i: usize, route: &schema::Route) -> Result<RouteConfi
             }
         };
         CircuitPolicy {
-            consecutive_failures: ctx.int_in(&c.consecutive_failures, &f("circuit.consecutive_failures"), 1..=1_000, 5u32)?,
+            consecutive_failures: ctx.int_in(
+                &c.consecutive_failures,
+                &f("circuit.consecutive_failures"),
+                1..=1_000,
+                5u32,
+            )?,
             failure_rate,
-            min_requests: ctx.int_in(&c.min_requests, &f("circuit.min_requests"), 1..=100_000, 20u32)?,
-            window: Duration::from_millis(ctx.int_in(&c.window_ms, &f("circuit.window_ms"), 100..=3_600_000, 10_000u64)?),
-            open_for: Duration::from_millis(ctx.int_in(&c.open_ms, &f("circuit.open_ms"), 10..=3_600_000, 5_000u64)?),
-            half_open_probes: ctx.int_in(&c.half_open_probes, &f("circuit.half_open_probes"), 1..=100, 1u32)?,
+            min_requests: ctx.int_in(
+                &c.min_requests,
+                &f("circuit.min_requests"),
+                1..=100_000,
+                20u32,
+            )?,
+            window: Duration::from_millis(ctx.int_in(
+                &c.window_ms,
+                &f("circuit.window_ms"),
+                100..=3_600_000,
+                10_000u64,
+            )?),
+            open_for: Duration::from_millis(ctx.int_in(
+                &c.open_ms,
+                &f("circuit.open_ms"),
+                10..=3_600_000,
+                5_000u64,
+            )?),
+            half_open_probes: ctx.int_in(
+                &c.half_open_probes,
+                &f("circuit.half_open_probes"),
+                1..=100,
+                1u32,
+            )?,
         }
     };
 
@@ -417,12 +512,18 @@ fn route_config(ctx: &Ctx, i: usize, route: &schema::Route) -> Result<RouteConfi
                                 format!(
                                     "`{}` is not a trigger; expected one of {}",
                                     t.get_ref(),
-                                    FallbackTrigger::ALL.map(|k| format!("\"{}\"", k.as_str())).join(", ")
+                                    FallbackTrigger::ALL
+                                        .map(|k| format!("\"{}\"", k.as_str()))
+                                        .join(", ")
                                 ),
                             )
                         })?;
                     if triggers.contains(&trigger) {
-                        return Err(ctx.err(t.span(), f("fallback.on"), format!("`{}` is listed twice", t.get_ref())));
+                        return Err(ctx.err(
+                            t.span(),
+                            f("fallback.on"),
+                            format!("`{}` is listed twice", t.get_ref()),
+                        ));
                     }
                     triggers.push(trigger);
                 }
@@ -431,7 +532,12 @@ fn route_config(ctx: &Ctx, i: usize, route: &schema::Route) -> Result<RouteConfi
             }
             let above = match &fb.native_above_bytes {
                 None => None,
-                Some(v) => Some(ctx.int_in(&Some(v.clone()), &f("fallback.native_above_bytes"), 0..=1 << 30, 0usize)?),
+                Some(v) => Some(ctx.int_in(
+                    &Some(v.clone()),
+                    &f("fallback.native_above_bytes"),
+                    0..=1 << 30,
+                    0usize,
+                )?),
             };
             (triggers, above)
         }

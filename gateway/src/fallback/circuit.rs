@@ -82,7 +82,9 @@ pub struct Transition {
 fn lock(inner: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
     // A panic while holding this lock cannot leave the state inconsistent
     // in a way that matters more than refusing service forever would.
-    inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    inner
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl CircuitBreaker {
@@ -130,7 +132,10 @@ impl CircuitBreaker {
         }
         let probe = match &mut inner.state {
             State::Closed => false,
-            State::HalfOpen { in_flight, successes } => {
+            State::HalfOpen {
+                in_flight,
+                successes,
+            } => {
                 if *in_flight + *successes >= self.policy.half_open_probes {
                     return (None, transition);
                 }
@@ -157,7 +162,11 @@ impl Attempt {
         let now = Instant::now();
         let policy = &self.policy;
         if self.probe {
-            let State::HalfOpen { in_flight, successes } = &mut inner.state else {
+            let State::HalfOpen {
+                in_flight,
+                successes,
+            } = &mut inner.state
+            else {
                 // Another probe already decided the state.
                 return None;
             };
@@ -261,7 +270,10 @@ mod tests {
         assert_eq!(b.state(), CircuitState::Closed);
         assert_eq!(
             call(&b, false),
-            Some(Some(Transition { from: CircuitState::Closed, to: CircuitState::Open }))
+            Some(Some(Transition {
+                from: CircuitState::Closed,
+                to: CircuitState::Open
+            }))
         );
         assert_eq!(b.state(), CircuitState::Open);
         assert!(b.try_acquire().0.is_none(), "open refuses");
@@ -269,14 +281,23 @@ mod tests {
         tokio::time::advance(Duration::from_secs(5)).await;
         assert_eq!(b.state(), CircuitState::HalfOpen);
         let (p1, t) = b.try_acquire();
-        assert_eq!(t, Some(Transition { from: CircuitState::Open, to: CircuitState::HalfOpen }));
+        assert_eq!(
+            t,
+            Some(Transition {
+                from: CircuitState::Open,
+                to: CircuitState::HalfOpen
+            })
+        );
         let (p2, _) = b.try_acquire();
         assert!(p1.is_some() && p2.is_some());
         assert!(b.try_acquire().0.is_none(), "only half_open_probes probes");
         assert_eq!(p1.map(|p| p.record(true)), Some(None));
         assert_eq!(
             p2.map(|p| p.record(true)),
-            Some(Some(Transition { from: CircuitState::HalfOpen, to: CircuitState::Closed }))
+            Some(Some(Transition {
+                from: CircuitState::HalfOpen,
+                to: CircuitState::Closed
+            }))
         );
         assert_eq!(b.state(), CircuitState::Closed);
     }
@@ -290,7 +311,10 @@ mod tests {
         tokio::time::advance(Duration::from_secs(6)).await;
         assert_eq!(
             call(&b, false),
-            Some(Some(Transition { from: CircuitState::HalfOpen, to: CircuitState::Open }))
+            Some(Some(Transition {
+                from: CircuitState::HalfOpen,
+                to: CircuitState::Open
+            }))
         );
         assert_eq!(b.state(), CircuitState::Open);
         tokio::time::advance(Duration::from_secs(4)).await;
@@ -307,7 +331,10 @@ mod tests {
         // 10th request: 5 failures of 10 = 0.5 >= 0.5.
         assert_eq!(
             call(&b, false),
-            Some(Some(Transition { from: CircuitState::Closed, to: CircuitState::Open }))
+            Some(Some(Transition {
+                from: CircuitState::Closed,
+                to: CircuitState::Open
+            }))
         );
     }
 

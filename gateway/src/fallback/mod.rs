@@ -148,7 +148,10 @@ pub async fn serve(
             let RequestBody::Buffered(bytes) = body else {
                 return misconfigured(route);
             };
-            if route.native_above_bytes.is_some_and(|limit| bytes.len() > limit) {
+            if route
+                .native_above_bytes
+                .is_some_and(|limit| bytes.len() > limit)
+            {
                 let body = RequestBody::Buffered(bytes);
                 return native(route, &backends, &parts, body, Some(SIZE_REASON)).await;
             }
@@ -171,7 +174,11 @@ pub async fn serve(
 /// Whether this route must read the whole body before calling a backend:
 /// native handlers and the embedded host take whole bodies, a fallback
 /// needs to send it a second time, and so does a retry.
-pub fn needs_buffered_body(route: &RouteConfig, spin: Option<&SpinBackend>, method: &Method) -> bool {
+pub fn needs_buffered_body(
+    route: &RouteConfig,
+    spin: Option<&SpinBackend>,
+    method: &Method,
+) -> bool {
     route.backend != BackendKind::Spin
         || spin.is_none_or(SpinBackend::needs_buffered_body)
         || (route.retry.attempts > 0 && is_idempotent(method))
@@ -263,8 +270,7 @@ pub async fn call_spin(
         if let Some(t) = attempt.record(false) {
             log_transition(route, t);
         }
-        let can_retry =
-            may_retry && buffered.is_some() && retries_left > 0 && failure.retryable();
+        let can_retry = may_retry && buffered.is_some() && retries_left > 0 && failure.retryable();
         if !can_retry || !policy.budget.withdraw() {
             return Err(failure);
         }
@@ -331,7 +337,10 @@ fn failure_response(route: &RouteConfig, spin: &SpinBackend, failure: Failure) -
             Problem::new(
                 503,
                 "Backend Unavailable",
-                format!("route `{}` is served by {backend}, which cannot be reached: {message}", route.name),
+                format!(
+                    "route `{}` is served by {backend}, which cannot be reached: {message}",
+                    route.name
+                ),
             ),
             Some(1),
         ),
@@ -339,7 +348,10 @@ fn failure_response(route: &RouteConfig, spin: &SpinBackend, failure: Failure) -
             Problem::new(
                 502,
                 "Bad Gateway",
-                format!("route `{}`: the exchange with {backend} failed: {message}", route.name),
+                format!(
+                    "route `{}`: the exchange with {backend} failed: {message}",
+                    route.name
+                ),
             ),
             None,
         ),
@@ -387,7 +399,9 @@ fn failure_response(route: &RouteConfig, spin: &SpinBackend, failure: Failure) -
         .headers_mut()
         .insert(BACKEND_HEADER, HeaderValue::from_static("gateway"));
     if let Some(secs) = retry_after {
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     response
 }

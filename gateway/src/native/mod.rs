@@ -57,9 +57,16 @@ impl Native {
     }
 
     async fn validate(&self, headers: &HeaderMap, body: Bytes) -> Response {
-        let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
         if let Err(problem) = items_core::http::require_json(content_type) {
-            return ProblemResponse(problem).into_response();
+            let mut response = ProblemResponse(problem).into_response();
+            response.headers_mut().insert(
+                "accept-post",
+                HeaderValue::from_static(items_core::http::JSON),
+            );
+            return response;
         }
         let queued_at = Instant::now();
         let Ok(permit) = self.workers.clone().acquire_owned().await else {
@@ -94,9 +101,10 @@ impl Native {
         let mut response = match result {
             Ok(verdict) => {
                 let mut response = Response::new(Body::from(verdict.to_json()));
-                response
-                    .headers_mut()
-                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
                 *response.status_mut() = StatusCode::OK;
                 response
             }

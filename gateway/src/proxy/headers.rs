@@ -60,10 +60,10 @@ pub fn add_forwarded(headers: &mut HeaderMap, client: SocketAddr, proto: &str) {
         HeaderName::from_static("x-forwarded-for"),
         &client.ip().to_string(),
     );
-    if let Some(host) = host {
-        if let Ok(v) = HeaderValue::from_str(&host) {
-            headers.insert(HeaderName::from_static("x-forwarded-host"), v);
-        }
+    if let Some(host) = host
+        && let Ok(v) = HeaderValue::from_str(&host)
+    {
+        headers.insert(HeaderName::from_static("x-forwarded-host"), v);
     }
     headers.insert(
         HeaderName::from_static("x-forwarded-proto"),
@@ -89,7 +89,10 @@ mod tests {
     #[test]
     fn hop_by_hop_and_connection_named_headers_are_removed() {
         let mut h = HeaderMap::new();
-        h.insert("connection", HeaderValue::from_static("keep-alive, x-secret"));
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("te", HeaderValue::from_static("trailers"));
@@ -110,7 +113,10 @@ mod tests {
         assert_eq!(h["x-forwarded-for"], "203.0.113.9, 10.0.0.7");
         assert_eq!(h["x-forwarded-host"], "api.example");
         assert_eq!(h["x-forwarded-proto"], "http");
-        assert_eq!(h["forwarded"], "for=10.0.0.7;proto=http;host=\"api.example\"");
+        assert_eq!(
+            h["forwarded"],
+            "for=10.0.0.7;proto=http;host=\"api.example\""
+        );
     }
 
     #[test]

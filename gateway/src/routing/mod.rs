@@ -46,7 +46,9 @@ pub struct RouteTable {
 impl RouteTable {
     /// Builds the table. Paths use `{param}` segments, as the config does;
     /// `(method, path)` pairs are already unique (the config checks that).
-    pub fn new<'a>(routes: impl IntoIterator<Item = (&'a Method, &'a str)>) -> Result<Self, String> {
+    pub fn new<'a>(
+        routes: impl IntoIterator<Item = (&'a Method, &'a str)>,
+    ) -> Result<Self, String> {
         let mut grouped: Vec<(String, PathRoutes)> = Vec::new();
         for (index, (method, path)) in routes.into_iter().enumerate() {
             match grouped.iter_mut().find(|(p, _)| p == path) {
@@ -90,7 +92,8 @@ impl RouteTable {
                     .collect(),
             },
             None => {
-                let mut allow: Vec<&str> = routes.by_method.iter().map(|(m, _)| m.as_str()).collect();
+                let mut allow: Vec<&str> =
+                    routes.by_method.iter().map(|(m, _)| m.as_str()).collect();
                 if allow.contains(&"GET") {
                     allow.push("HEAD");
                 }
@@ -153,12 +156,33 @@ mod tests {
     #[test]
     fn method_and_path_pick_one_route() {
         let t = table();
-        assert_eq!(t.resolve(&Method::GET, "/items"), Match::Route { index: 0, params: vec![] });
-        assert_eq!(t.resolve(&Method::POST, "/items"), Match::Route { index: 1, params: vec![] });
-        assert_eq!(t.resolve(&Method::HEAD, "/items"), Match::Route { index: 0, params: vec![] });
+        assert_eq!(
+            t.resolve(&Method::GET, "/items"),
+            Match::Route {
+                index: 0,
+                params: vec![]
+            }
+        );
+        assert_eq!(
+            t.resolve(&Method::POST, "/items"),
+            Match::Route {
+                index: 1,
+                params: vec![]
+            }
+        );
+        assert_eq!(
+            t.resolve(&Method::HEAD, "/items"),
+            Match::Route {
+                index: 0,
+                params: vec![]
+            }
+        );
         assert_eq!(
             t.resolve(&Method::GET, "/items/4%202"),
-            Match::Route { index: 2, params: vec![("id".into(), "4 2".into())] }
+            Match::Route {
+                index: 2,
+                params: vec![("id".into(), "4 2".into())]
+            }
         );
     }
 
@@ -167,11 +191,15 @@ mod tests {
         let t = table();
         assert_eq!(
             t.resolve(&Method::DELETE, "/items"),
-            Match::MethodNotAllowed { allow: "GET, POST, HEAD".into() }
+            Match::MethodNotAllowed {
+                allow: "GET, POST, HEAD".into()
+            }
         );
         assert_eq!(
             t.resolve(&Method::GET, "/validate"),
-            Match::MethodNotAllowed { allow: "POST".into() }
+            Match::MethodNotAllowed {
+                allow: "POST".into()
+            }
         );
     }
 

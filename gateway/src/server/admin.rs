@@ -17,7 +17,10 @@ use crate::runtime::Gateway;
 /// The admin router.
 pub fn admin_router(gateway: Arc<Gateway>) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
         .route("/readyz", get(readyz))
         .route("/admin/config", get(show_config))
         .route("/admin/config/reload", post(reload))
@@ -67,7 +70,12 @@ async fn show_config(State(gateway): State<Arc<Gateway>>) -> Response {
     let runtime = gateway.current();
     let config = &runtime.config;
     let spin = match &config.spin {
-        SpinMode::Embedded { manifest, data_dir, component_timeout, component_memory_bytes } => {
+        SpinMode::Embedded {
+            manifest,
+            data_dir,
+            component_timeout,
+            component_memory_bytes,
+        } => {
             serde_json::json!({
                 "mode": "embedded",
                 "manifest": manifest,
@@ -133,13 +141,11 @@ async fn reload(State(gateway): State<Arc<Gateway>>) -> Response {
         }
         Ok(Err(e)) => {
             tracing::error!("configuration reload refused, keeping the running config: {e:#}");
-            ProblemResponse(
-                Problem::new(
-                    422,
-                    "Configuration Rejected",
-                    format!("{e:#}; the running configuration is unchanged"),
-                ),
-            )
+            ProblemResponse(Problem::new(
+                422,
+                "Configuration Rejected",
+                format!("{e:#}; the running configuration is unchanged"),
+            ))
             .into_response()
         }
         Err(e) => ProblemResponse(Problem::new(

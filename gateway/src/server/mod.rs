@@ -63,7 +63,10 @@ async fn handle(
     request: Request,
 ) -> Response {
     let runtime = gateway.current();
-    let (index, params) = match runtime.table.resolve(request.method(), request.uri().path()) {
+    let (index, params) = match runtime
+        .table
+        .resolve(request.method(), request.uri().path())
+    {
         Match::Route { index, params } => (index, params),
         Match::MethodNotAllowed { allow } => {
             let mut response = ProblemResponse(problem::method_not_allowed(
@@ -93,8 +96,11 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > config.max_body_bytes as u64) {
-        return ProblemResponse(problem::payload_too_large(&config.name, config.max_body_bytes))
-            .into_response();
+        return ProblemResponse(problem::payload_too_large(
+            &config.name,
+            config.max_body_bytes,
+        ))
+        .into_response();
     }
     let body = if fallback::needs_buffered_body(config, Some(&runtime.spin), &parts.method) {
         match Limited::new(body, config.max_body_bytes).collect().await {
@@ -116,7 +122,10 @@ async fn handle(
             }
         }
     } else {
-        RequestBody::Streaming(axum::body::Body::new(Limited::new(body, config.max_body_bytes)))
+        RequestBody::Streaming(axum::body::Body::new(Limited::new(
+            body,
+            config.max_body_bytes,
+        )))
     };
     let spin_path = config
         .spin_path
@@ -126,7 +135,16 @@ async fn handle(
         spin: Some(&runtime.spin),
         native: &runtime.native,
     };
-    fallback::serve(config, &route.policy, backends, parts, body, spin_path, client).await
+    fallback::serve(
+        config,
+        &route.policy,
+        backends,
+        parts,
+        body,
+        spin_path,
+        client,
+    )
+    .await
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then lets

@@ -76,27 +76,31 @@ pub fn standalone_router(manifest: &Path, data_dir: &Path) -> anyhow::Result<axu
         ..HostConfig::default()
     };
     let spin = EmbeddedSpin::load(manifest, config)?;
-    let handler = move |axum::extract::ConnectInfo(client): axum::extract::ConnectInfo<SocketAddr>,
-                        request: axum::extract::Request| {
-        let spin = spin.clone();
-        async move {
-            use axum::response::IntoResponse;
-            use http_body_util::BodyExt;
-            let (parts, body) = request.into_parts();
-            let bytes = match http_body_util::Limited::new(body, STANDALONE_MAX_BODY).collect().await {
-                Ok(collected) => collected.to_bytes(),
-                Err(e) => {
-                    return crate::problem::ProblemResponse(crate::problem::Problem::new(
-                        413,
-                        "Payload Too Large",
-                        format!("request body rejected: {e}"),
-                    ))
-                    .into_response();
-                }
-            };
-            let path = parts.uri.path().to_string();
-            spin.call(parts, bytes, &path, client).await
-        }
-    };
+    let handler =
+        move |axum::extract::ConnectInfo(client): axum::extract::ConnectInfo<SocketAddr>,
+              request: axum::extract::Request| {
+            let spin = spin.clone();
+            async move {
+                use axum::response::IntoResponse;
+                use http_body_util::BodyExt;
+                let (parts, body) = request.into_parts();
+                let bytes = match http_body_util::Limited::new(body, STANDALONE_MAX_BODY)
+                    .collect()
+                    .await
+                {
+                    Ok(collected) => collected.to_bytes(),
+                    Err(e) => {
+                        return crate::problem::ProblemResponse(crate::problem::Problem::new(
+                            413,
+                            "Payload Too Large",
+                            format!("request body rejected: {e}"),
+                        ))
+                        .into_response();
+                    }
+                };
+                let path = parts.uri.path().to_string();
+                spin.call(parts, bytes, &path, client).await
+            }
+        };
     Ok(axum::Router::new().fallback(handler))
 }

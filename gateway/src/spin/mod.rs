@@ -43,8 +43,8 @@ pub enum SpinError {
 pub enum SpinBackend {
     /// In-process, in the embedded host.
     Embedded(EmbeddedSpin),
-    /// A running `spin up`, over HTTP.
-    External(ExternalSpin),
+    /// A running `spin up`, over HTTP (boxed: the pooled client is large).
+    External(Box<ExternalSpin>),
 }
 
 impl SpinBackend {

@@ -52,10 +52,20 @@ impl FakeSpin {
         self.state.hits.load(Ordering::SeqCst)
     }
     pub fn last_headers(&self) -> http::HeaderMap {
-        self.state.last_headers.lock().unwrap().clone().expect("a request arrived")
+        self.state
+            .last_headers
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("a request arrived")
     }
     pub fn last_path(&self) -> String {
-        self.state.last_path.lock().unwrap().clone().expect("a request arrived")
+        self.state
+            .last_path
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("a request arrived")
     }
 }
 
@@ -89,7 +99,11 @@ async fn handle(State(state): State<Arc<FakeState>>, request: Request) -> Respon
         let mut mode = state.mode.lock().unwrap();
         let current = *mode;
         if let Mode::FailFirst(n) = current {
-            *mode = if n <= 1 { Mode::Ok } else { Mode::FailFirst(n - 1) };
+            *mode = if n <= 1 {
+                Mode::Ok
+            } else {
+                Mode::FailFirst(n - 1)
+            };
             Mode::Fail
         } else {
             current
