@@ -70,7 +70,7 @@ impl RunArgs {
             manifest: self.manifest.clone(),
             upstream: self.upstream.clone(),
             data_dir: self.data_dir.clone(),
-            variables: Default::default(),
+            ..Overrides::default()
         }
     }
 }

@@ -11,7 +11,12 @@
 //! * [`spin`] – the Spin backend, embedded (the `spin-host` crate runs the
 //!   components in-process) or external ([`proxy`] to a running `spin up`).
 //! * [`native`] – handlers compiled from the same core crate as the components.
-//! * [`server`] – the public and admin listeners.
+//! * [`server`] – the public and admin listeners (with `/metrics` and the
+//!   built-in `/dashboard`).
+//! * [`telemetry`] – traces, metrics and dashboard statistics comparing the
+//!   Wasm and native paths.
+//! * [`shadow`] – sampled replays on the other path, compared off the
+//!   request path.
 //! * [`problem`] – RFC 9457 errors produced by the gateway itself.
 
 pub mod cli;
@@ -23,4 +28,6 @@ pub mod proxy;
 pub mod routing;
 pub mod runtime;
 pub mod server;
+pub mod shadow;
 pub mod spin;
+pub mod telemetry;

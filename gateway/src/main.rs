@@ -7,16 +7,12 @@ use clap::Parser;
 use gateway::cli::{Cli, Command, ServeSpinArgs};
 use gateway::runtime::Gateway;
 use gateway::server;
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
     let cli = Cli::parse();
+    let otlp = gateway::telemetry::OtlpTarget::from_env().map_err(|e| anyhow::anyhow!(e))?;
+    let _tracing = gateway::telemetry::init(otlp.as_ref())?;
     match cli.command {
         Some(Command::ServeSpin(args)) => serve_spin(args).await,
         None => run(cli.run).await,
@@ -50,10 +46,11 @@ async fn run(args: gateway::cli::RunArgs) -> anyhow::Result<()> {
     let public_server = server::serve(public, server::public_router(gateway.clone()), async move {
         let _ = public_stop.wait_for(|stop| *stop).await;
     });
-    let admin_server = server::serve(admin, server::admin::admin_router(gateway), async move {
+    let admin_server = server::serve(admin, server::admin::admin_router(gateway.clone()), async move {
         let _ = admin_stop.wait_for(|stop| *stop).await;
     });
     let (public_result, admin_result) = tokio::join!(public_server, admin_server);
+    gateway.metrics.shutdown();
     public_result?;
     admin_result?;
     Ok(())

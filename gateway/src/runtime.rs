@@ -19,6 +19,9 @@ use crate::fallback::RoutePolicy;
 use crate::native::Native;
 use crate::proxy::ExternalSpin;
 use crate::routing::RouteTable;
+use crate::shadow::Shadow;
+use crate::telemetry::metrics::Metrics;
+use crate::telemetry::stats::Stats;
 use crate::spin::{EmbeddedSpin, SpinBackend};
 
 /// Command-line values that win over the config file (at start and on
@@ -37,6 +40,10 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     /// Spin application variables (highest priority; used by tests).
     pub variables: HashMap<String, String>,
+    /// Test-only: the native handler alters its answers, so shadow
+    /// comparison has a real mismatch to find.
+    #[doc(hidden)]
+    pub tamper_native_output: bool,
 }
 
 impl Overrides {
@@ -121,7 +128,14 @@ impl Runtime {
         let trusted = trusted_keys(&config.spin, overrides)?;
         let native = match previous {
             Some(prev) if prev.config.spin == config.spin => prev.native.clone(),
-            _ => Native::new(trusted, workers()),
+            _ => {
+                let native = Native::new(trusted, workers());
+                if overrides.tamper_native_output {
+                    native.tampered_for_tests()
+                } else {
+                    native
+                }
+            }
         };
         let routes = config
             .routes
@@ -218,11 +232,18 @@ fn workers() -> usize {
     std::thread::available_parallelism().map_or(2, usize::from)
 }
 
-/// The current snapshot plus what is needed to replace it.
+/// The current snapshot plus what is needed to replace it, and the
+/// telemetry that outlives snapshots.
 pub struct Gateway {
     current: ArcSwap<Runtime>,
     source: Option<PathBuf>,
     overrides: Overrides,
+    /// Metrics, exported at `/metrics` and over OTLP.
+    pub metrics: Arc<Metrics>,
+    /// Numbers for the built-in dashboard.
+    pub stats: Arc<Stats>,
+    /// The shadow-comparison queue.
+    pub shadow: Shadow,
 }
 
 /// What a successful reload changed.
@@ -242,10 +263,20 @@ impl Gateway {
     pub fn start(source: Option<PathBuf>, overrides: Overrides) -> anyhow::Result<Gateway> {
         let config = overrides.apply(load_config(source.as_deref())?);
         let runtime = Runtime::build(config, &overrides, None)?;
+        let otlp = crate::telemetry::OtlpTarget::from_env().map_err(|e| anyhow::anyhow!(e))?;
+        let metrics = Arc::new(Metrics::new(otlp.as_ref())?);
+        for route in &runtime.routes {
+            metrics.circuit_state(&route.config.name, route.policy.circuit.state());
+        }
+        let stats = Arc::new(Stats::default());
+        let shadow = Shadow::start(metrics.clone(), stats.clone());
         Ok(Gateway {
             current: ArcSwap::from_pointee(runtime),
             source,
             overrides,
+            metrics,
+            stats,
+            shadow,
         })
     }
 

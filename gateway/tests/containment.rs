@@ -12,7 +12,7 @@ async fn traps_and_endless_loops_are_contained() {
     require_wasm("misbehave.wasm");
     let manifest = repo_root().join("gateway/spin-host/tests/fixtures/misbehave.toml");
     let mut config = format!(
-        "[spin]\nmode = \"embedded\"\nmanifest = {manifest:?}\ncomponent_timeout_ms = 500\n"
+        "[spin]\nmode = \"embedded\"\nmanifest = {manifest:?}\ncomponent_timeout_ms = 2000\ncomponent_memory_mib = 64\n"
     );
     for name in ["ok", "trap", "loop", "hog"] {
         config.push_str(&format!(

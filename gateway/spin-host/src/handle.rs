@@ -23,6 +23,8 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::app::AppInner;
+use tracing::Instrument;
+
 use crate::{BoxError, HostBody, Served, headers, limits, problem};
 
 /// How a guest call ended.
@@ -134,8 +136,14 @@ where
     let started = Instant::now();
     let wall_deadline = tokio::time::Instant::now() + timeout + limits::WALL_CLOCK_GRACE;
     let proxy =
-        match tokio::time::timeout_at(wall_deadline, component.pre.instantiate_async(&mut store))
-            .await
+        match tokio::time::timeout_at(
+            wall_deadline,
+            component
+                .pre
+                .instantiate_async(&mut store)
+                .instrument(tracing::info_span!("wasm.instantiate", wasm.component = %id)),
+        )
+        .await
         {
             Ok(Ok(p)) => p,
             Ok(Err(e)) => {
@@ -160,6 +168,7 @@ where
 
     let (done_tx, done_rx) = oneshot::channel::<Outcome>();
     let task_id = id.clone();
+    let handle_span = tracing::info_span!("wasm.handle", wasm.component = %id);
     let task = tokio::spawn(async move {
         let call = proxy
             .wasi_http_incoming_handler()
@@ -175,7 +184,7 @@ where
         drop(store);
         let _ = done_tx.send(outcome.clone());
         outcome
-    });
+    }.instrument(handle_span));
 
     let resp = match rx.await {
         Ok(Ok(resp)) => resp.map(|b| guarded_body(b, done_rx, id.clone())),

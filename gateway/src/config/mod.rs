@@ -156,6 +156,9 @@ pub struct RouteConfig {
     pub fallback_on: Vec<FallbackTrigger>,
     /// Bodies larger than this go straight to native (`auto` only).
     pub native_above_bytes: Option<usize>,
+    /// Fraction of requests replayed on the other backend and compared
+    /// (0 = off); needs both `spin_path` and `native`.
+    pub shadow_sample: f64,
 }
 
 /// The whole gateway configuration, checked.

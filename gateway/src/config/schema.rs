@@ -49,6 +49,13 @@ pub struct Route {
     pub retry: Option<Spanned<Retry>>,
     pub circuit: Option<Spanned<Circuit>>,
     pub fallback: Option<Spanned<Fallback>>,
+    pub shadow: Option<Spanned<Shadow>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Shadow {
+    pub sample: Spanned<f64>,
 }
 
 #[derive(Deserialize, Debug)]

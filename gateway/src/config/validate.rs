@@ -543,6 +543,29 @@ fn route_config(ctx: &Ctx, i: usize, route: &schema::Route) -> Result<RouteConfi
         }
     };
 
+    let shadow_sample = match &route.shadow {
+        None => 0.0,
+        Some(shadow) => {
+            let sample = &shadow.get_ref().sample;
+            let v = *sample.get_ref();
+            if !(0.0..=1.0).contains(&v) {
+                return Err(ctx.err(
+                    sample.span(),
+                    f("shadow.sample"),
+                    format!("{v} is out of range; expected a fraction in [0, 1]"),
+                ));
+            }
+            if spin_path.is_none() || native.is_none() {
+                return Err(ctx.err(
+                    shadow.span(),
+                    f("shadow"),
+                    "shadowing compares Spin and native: the route needs both `spin_path` and `native`",
+                ));
+            }
+            v
+        }
+    };
+
     Ok(RouteConfig {
         name,
         method,
@@ -557,6 +580,7 @@ fn route_config(ctx: &Ctx, i: usize, route: &schema::Route) -> Result<RouteConfi
         circuit,
         fallback_on,
         native_above_bytes,
+        shadow_sample,
     })
 }
 

@@ -33,7 +33,9 @@ use crate::config::{BackendKind, FallbackTrigger, RouteConfig};
 use crate::native::Native;
 use crate::problem::{Problem, ProblemResponse};
 use crate::spin::{RequestBody, SpinBackend, SpinError};
+use crate::telemetry::metrics::Metrics;
 use circuit::CircuitBreaker;
+use tracing::Instrument;
 
 /// Response header naming the backend that answered.
 pub const BACKEND_HEADER: &str = "x-gateway-backend";
@@ -115,6 +117,8 @@ pub struct Backends<'a> {
     pub spin: Option<&'a SpinBackend>,
     /// The native handlers.
     pub native: &'a Native,
+    /// Where fallbacks, shedding and breaker changes are counted.
+    pub metrics: &'a Metrics,
 }
 
 /// Serves one request on `route`, applying its backend choice and fallback.
@@ -136,9 +140,14 @@ pub async fn serve(
             let (Some(spin), Some(path)) = (backends.spin, spin_path) else {
                 return misconfigured(route);
             };
-            match call_spin(route, policy, spin, parts, body, &path, client).await {
+            match call_spin(route, policy, &backends, spin, parts, body, &path, client).await {
                 Ok(response) => response,
-                Err(failure) => failure_response(route, spin, failure),
+                Err(failure) => {
+                    if matches!(failure, Failure::Overloaded) {
+                        backends.metrics.shed(&route.name);
+                    }
+                    failure_response(route, spin, failure)
+                }
             }
         }
         BackendKind::Auto => {
@@ -157,7 +166,7 @@ pub async fn serve(
             }
             let kept = clone_parts(&parts);
             let attempt = RequestBody::Buffered(bytes.clone());
-            match call_spin(route, policy, spin, parts, attempt, &path, client).await {
+            match call_spin(route, policy, &backends, spin, parts, attempt, &path, client).await {
                 Ok(response) => response,
                 Err(failure) if route.fallback_on.contains(&failure.trigger()) => {
                     let reason = failure.trigger().as_str();
@@ -165,7 +174,12 @@ pub async fn serve(
                     let body = RequestBody::Buffered(bytes);
                     native(route, &backends, &kept, body, Some(reason)).await
                 }
-                Err(failure) => failure_response(route, spin, failure),
+                Err(failure) => {
+                    if matches!(failure, Failure::Overloaded) {
+                        backends.metrics.shed(&route.name);
+                    }
+                    failure_response(route, spin, failure)
+                }
             }
         }
     }
@@ -194,7 +208,20 @@ async fn native(
     let (Some(handler), RequestBody::Buffered(bytes)) = (route.native, body) else {
         return misconfigured(route);
     };
-    let mut response = backends.native.call(handler, &parts.headers, bytes).await;
+    let span = tracing::info_span!(
+        "native",
+        gateway.route = %route.name,
+        gateway.backend = "native",
+        gateway.fallback.reason = reason,
+        http.request.body.size = bytes.len() as u64,
+        validate.items = tracing::field::Empty,
+    );
+    let _in_flight = backends.metrics.in_flight("native");
+    let mut response = backends
+        .native
+        .call(handler, &parts.headers, bytes)
+        .instrument(span)
+        .await;
     let headers = response.headers_mut();
     headers.insert(BACKEND_HEADER, HeaderValue::from_static("native"));
     if let Some(reason) = reason.and_then(|r| HeaderValue::from_str(r).ok()) {
@@ -204,9 +231,11 @@ async fn native(
 }
 
 /// Calls Spin under the route's limit, breaker, timeout and retry policy.
+#[allow(clippy::too_many_arguments)]
 pub async fn call_spin(
     route: &RouteConfig,
     policy: &RoutePolicy,
+    backends: &Backends<'_>,
     spin: &SpinBackend,
     parts: http::request::Parts,
     body: RequestBody,
@@ -238,7 +267,7 @@ pub async fn call_spin(
     loop {
         let (attempt, transition) = policy.circuit.try_acquire();
         if let Some(t) = transition {
-            log_transition(route, t);
+            log_transition(route, backends.metrics, t);
         }
         let Some(attempt) = attempt else {
             return Err(Failure::CircuitOpen);
@@ -250,15 +279,44 @@ pub async fn call_spin(
             // `may_retry` rules out; refuse rather than send an empty body.
             (None, None) => return Err(Failure::Io("request body already consumed".into())),
         };
+        let span = tracing::info_span!(
+            "spin",
+            otel.kind = if matches!(spin, SpinBackend::External(_)) { "client" } else { "internal" },
+            gateway.route = %route.name,
+            gateway.backend = spin.label(),
+            gateway.attempt = route.retry.attempts - retries_left + 1,
+            http.request.body.size = buffered.as_ref().map(|b| b.len() as u64),
+            http.response.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        );
+        let _in_flight = backends.metrics.in_flight(spin.label());
         let outcome = tokio::time::timeout(
             route.timeout,
-            spin.call(clone_parts(&parts), this_body, spin_path, client),
+            spin.call(clone_parts(&parts), this_body, spin_path, client)
+                .instrument(span.clone()),
         )
         .await;
+        match &outcome {
+            Ok(Ok(response)) => {
+                span.record("http.response.status_code", response.status().as_u16());
+                if response.status().is_server_error() {
+                    span.record("error.type", response.status().as_str());
+                }
+            }
+            Ok(Err(SpinError::Connect(_))) => {
+                span.record("error.type", "connect-error");
+            }
+            Ok(Err(SpinError::Io(_))) => {
+                span.record("error.type", "io");
+            }
+            Err(_) => {
+                span.record("error.type", "timeout");
+            }
+        }
         let failure = match outcome {
             Ok(Ok(response)) if !response.status().is_server_error() => {
                 if let Some(t) = attempt.record(true) {
-                    log_transition(route, t);
+                    log_transition(route, backends.metrics, t);
                 }
                 return Ok(hold_until_body_ends(label(response, spin), permit));
             }
@@ -268,7 +326,7 @@ pub async fn call_spin(
             Err(_) => Failure::Timeout(route.timeout),
         };
         if let Some(t) = attempt.record(false) {
-            log_transition(route, t);
+            log_transition(route, backends.metrics, t);
         }
         let can_retry = may_retry && buffered.is_some() && retries_left > 0 && failure.retryable();
         if !can_retry || !policy.budget.withdraw() {
@@ -301,7 +359,8 @@ fn hold_until_body_ends(response: Response, permit: OwnedSemaphorePermit) -> Res
     })
 }
 
-fn log_transition(route: &RouteConfig, t: circuit::Transition) {
+fn log_transition(route: &RouteConfig, metrics: &Metrics, t: circuit::Transition) {
+    metrics.circuit_transition(&route.name, t.from, t.to);
     tracing::warn!(
         route = %route.name,
         from = t.from.as_str(),
@@ -319,7 +378,7 @@ fn is_idempotent(method: &Method) -> bool {
 }
 
 /// A copy of the request head (extensions are not carried over).
-fn clone_parts(parts: &http::request::Parts) -> http::request::Parts {
+pub(crate) fn clone_parts(parts: &http::request::Parts) -> http::request::Parts {
     let (mut copy, ()) = http::Request::new(()).into_parts();
     copy.method = parts.method.clone();
     copy.uri = parts.uri.clone();

@@ -17,6 +17,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use items_core::{Problem, TrustedKeys};
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 use crate::config::NativeHandler;
 use crate::problem::ProblemResponse;
@@ -36,6 +37,7 @@ pub struct NativeTiming {
 pub struct Native {
     workers: Arc<Semaphore>,
     trusted: Arc<TrustedKeys>,
+    tampered: bool,
 }
 
 impl Native {
@@ -45,7 +47,16 @@ impl Native {
         Native {
             workers: Arc::new(Semaphore::new(workers.max(1))),
             trusted: Arc::new(trusted),
+            tampered: false,
         }
+    }
+
+    /// Test-only: verdicts get a trailing space, so the shadow comparison
+    /// has a real mismatch to detect.
+    #[doc(hidden)]
+    pub fn tampered_for_tests(mut self) -> Self {
+        self.tampered = true;
+        self
     }
 
     /// Runs `handler` on a request. The response carries a [`NativeTiming`]
@@ -69,7 +80,12 @@ impl Native {
             return response;
         }
         let queued_at = Instant::now();
-        let Ok(permit) = self.workers.clone().acquire_owned().await else {
+        let acquire = self
+            .workers
+            .clone()
+            .acquire_owned()
+            .instrument(tracing::info_span!("native.queue"));
+        let Ok(permit) = acquire.await else {
             return ProblemResponse(Problem::new(
                 503,
                 "Service Unavailable",
@@ -79,7 +95,9 @@ impl Native {
         };
         let queued = queued_at.elapsed();
         let trusted = self.trusted.clone();
+        let compute_span = tracing::info_span!("native.compute", http.request.body.size = body.len() as u64);
         let joined = tokio::task::spawn_blocking(move || {
+            let _entered = compute_span.enter();
             let started = Instant::now();
             let result = items_core::validate_batch(&body, &trusted);
             drop(permit);
@@ -100,7 +118,12 @@ impl Native {
         };
         let mut response = match result {
             Ok(verdict) => {
-                let mut response = Response::new(Body::from(verdict.to_json()));
+                tracing::Span::current().record("validate.items", (verdict.valid + verdict.invalid) as u64);
+                let mut json = verdict.to_json();
+                if self.tampered {
+                    json.push(b' ');
+                }
+                let mut response = Response::new(Body::from(json));
                 response.headers_mut().insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("application/json"),

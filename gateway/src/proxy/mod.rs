@@ -104,6 +104,11 @@ impl ExternalSpin {
             })?;
         headers::remove_hop_by_hop(&mut parts.headers);
         headers::add_forwarded(&mut parts.headers, client, "http");
+        // The `spin` client span becomes the parent Spin's spans join.
+        {
+            use tracing_opentelemetry::OpenTelemetrySpanExt;
+            crate::telemetry::propagation::inject(&tracing::Span::current().context(), &mut parts.headers);
+        }
         if let Ok(host) = HeaderValue::from_str(self.authority.as_str()) {
             parts.headers.insert(header::HOST, host);
         }

@@ -24,6 +24,9 @@ pub fn admin_router(gateway: Arc<Gateway>) -> Router {
         .route("/readyz", get(readyz))
         .route("/admin/config", get(show_config))
         .route("/admin/config/reload", post(reload))
+        .route("/metrics", get(metrics))
+        .route("/admin/stats", get(stats))
+        .route("/dashboard", get(dashboard))
         .with_state(gateway)
 }
 
@@ -155,4 +158,23 @@ async fn reload(State(gateway): State<Arc<Gateway>>) -> Response {
         ))
         .into_response(),
     }
+}
+
+/// Prometheus text exposition of the gateway's metrics.
+async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response {
+    (
+        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        gateway.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Per-route, per-backend numbers for the dashboard.
+async fn stats(State(gateway): State<Arc<Gateway>>) -> Response {
+    axum::Json(gateway.stats.snapshot()).into_response()
+}
+
+/// The built-in Wasm-vs-native comparison page (no external service).
+async fn dashboard() -> Response {
+    axum::response::Html(include_str!("dashboard.html")).into_response()
 }

@@ -20,7 +20,16 @@ use tokio::net::TcpListener;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+use std::time::Instant;
+
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
 use crate::fallback::{self, Backends};
+use crate::native::NativeTiming;
+use crate::runtime::Runtime;
+use crate::shadow;
+use crate::telemetry::propagation;
 use crate::problem::{self, Problem, ProblemResponse};
 use crate::routing::{self, Match};
 use crate::runtime::Gateway;
@@ -56,38 +65,128 @@ async fn healthz(State(gateway): State<Arc<Gateway>>) -> Response {
     .into_response()
 }
 
-/// Serves one public request.
+/// Serves one public request: resolve the route, open the server span
+/// (continuing the client's `traceparent`), serve, then record what
+/// happened.
 async fn handle(
     State(gateway): State<Arc<Gateway>>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
+    let started = Instant::now();
     let runtime = gateway.current();
-    let (index, params) = match runtime
-        .table
-        .resolve(request.method(), request.uri().path())
-    {
-        Match::Route { index, params } => (index, params),
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let resolved = runtime.table.resolve(&method, &path);
+    let route = match &resolved {
+        Match::Route { index, .. } => runtime.routes.get(*index),
+        _ => None,
+    };
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %match route {
+            Some(r) => format!("{method} {}", r.config.path),
+            None => method.to_string(),
+        },
+        otel.kind = "server",
+        http.request.method = %method,
+        http.route = route.map(|r| r.config.path.as_str()),
+        url.path = %path,
+        server.address = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default(),
+        client.address = %client.ip(),
+        gateway.route = route.map(|r| r.config.name.as_str()),
+        gateway.backend = tracing::field::Empty,
+        gateway.fallback.reason = tracing::field::Empty,
+        http.request.body.size = tracing::field::Empty,
+        http.response.body.size = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    );
+    let _ = span.set_parent(propagation::extract(request.headers()));
+
+    let mut response = match resolved {
+        Match::Route { index, params } => {
+            route_request(&gateway, &runtime, index, params, client, request)
+                .instrument(span.clone())
+                .await
+        }
         Match::MethodNotAllowed { allow } => {
-            let mut response = ProblemResponse(problem::method_not_allowed(
-                request.method().as_str(),
-                request.uri().path(),
-                &allow,
-            ))
-            .into_response();
+            let mut response =
+                ProblemResponse(problem::method_not_allowed(method.as_str(), &path, &allow))
+                    .into_response();
             if let Ok(value) = HeaderValue::from_str(&allow) {
                 response.headers_mut().insert(header::ALLOW, value);
             }
-            return response;
+            response
         }
-        Match::NotFound => {
-            return ProblemResponse(problem::not_found(request.uri().path())).into_response();
-        }
+        Match::NotFound => ProblemResponse(problem::not_found(&path)).into_response(),
     };
+
+    let status = response.status();
+    let took = started.elapsed();
+    let backend = response
+        .headers()
+        .get(fallback::BACKEND_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("gateway")
+        .to_string();
+    span.record("http.response.status_code", status.as_u16());
+    span.record("gateway.backend", backend.as_str());
+    if let Some(size) = response.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()) {
+        span.record("http.response.body.size", size);
+    }
+    if status.is_server_error() {
+        span.record("error.type", status.as_str());
+    }
+    if !response.headers().contains_key(fallback::BACKEND_HEADER) {
+        response
+            .headers_mut()
+            .insert(fallback::BACKEND_HEADER, HeaderValue::from_static("gateway"));
+    }
+    let route_name = route.map_or("unmatched", |r| r.config.name.as_str());
+    gateway
+        .metrics
+        .request(route_name, &backend, method.as_str(), status.as_u16(), took);
+    gateway.stats.request(route_name, &backend, took);
+    if let Some(reason) = response
+        .headers()
+        .get(fallback::FALLBACK_HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
+        span.record("gateway.fallback.reason", reason);
+        gateway.metrics.fallback(route_name, reason);
+        gateway.stats.fallback(route_name, reason);
+    }
+    if let Some(served) = response.extensions().get::<spin_host::Served>() {
+        gateway
+            .metrics
+            .instantiate(route_name, &served.component, served.instantiate);
+    }
+    if let Some(timing) = response.extensions().get::<NativeTiming>() {
+        gateway.metrics.native(route_name, timing.queued, timing.compute);
+    }
+    response
+}
+
+/// Reads the body as the route needs it, calls the fallback policy, and
+/// queues a shadow comparison when the route samples this request.
+async fn route_request(
+    gateway: &Arc<Gateway>,
+    runtime: &Arc<Runtime>,
+    index: usize,
+    params: Vec<(String, String)>,
+    client: SocketAddr,
+    request: Request,
+) -> Response {
     let Some(route) = runtime.routes.get(index) else {
         return ProblemResponse(problem::not_found(request.uri().path())).into_response();
     };
     let config = &route.config;
+    let started = Instant::now();
 
     let (parts, body) = request.into_parts();
     let declared = parts
@@ -96,11 +195,8 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > config.max_body_bytes as u64) {
-        return ProblemResponse(problem::payload_too_large(
-            &config.name,
-            config.max_body_bytes,
-        ))
-        .into_response();
+        return ProblemResponse(problem::payload_too_large(&config.name, config.max_body_bytes))
+            .into_response();
     }
     let body = if fallback::needs_buffered_body(config, Some(&runtime.spin), &parts.method) {
         match Limited::new(body, config.max_body_bytes).collect().await {
@@ -122,29 +218,78 @@ async fn handle(
             }
         }
     } else {
-        RequestBody::Streaming(axum::body::Body::new(Limited::new(
-            body,
-            config.max_body_bytes,
-        )))
+        RequestBody::Streaming(axum::body::Body::new(Limited::new(body, config.max_body_bytes)))
     };
+    if let RequestBody::Buffered(bytes) = &body {
+        tracing::Span::current().record("http.request.body.size", bytes.len() as u64);
+    }
     let spin_path = config
         .spin_path
         .as_deref()
         .map(|template| routing::fill_template(template, &params));
+
+    // Keep what a shadow replay needs before the request is consumed.
+    let sampled = match &body {
+        RequestBody::Buffered(bytes) if config.shadow_sample > 0.0 && rand::random::<f64>() < config.shadow_sample => {
+            Some((fallback::clone_parts(&parts), bytes.clone()))
+        }
+        _ => None,
+    };
     let backends = Backends {
         spin: Some(&runtime.spin),
         native: &runtime.native,
+        metrics: &gateway.metrics,
     };
-    fallback::serve(
+    let response = fallback::serve(
         config,
         &route.policy,
         backends,
         parts,
         body,
-        spin_path,
+        spin_path.clone(),
         client,
     )
-    .await
+    .await;
+    let Some((shadow_parts, shadow_body)) = sampled else {
+        return response;
+    };
+    let primary_backend = response
+        .headers()
+        .get(fallback::BACKEND_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("gateway")
+        .to_string();
+    if primary_backend == "gateway" {
+        return response;
+    }
+    // Buffer the answer to compare it; the client still gets it first.
+    let (head, body) = response.into_parts();
+    let primary_body = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => {
+            tracing::warn!("could not read the answer to shadow it: {e}");
+            return ProblemResponse(Problem::new(
+                502,
+                "Bad Gateway",
+                format!("the backend's answer broke off: {e}"),
+            ))
+            .into_response();
+        }
+    };
+    gateway.shadow.submit(shadow::Job {
+        runtime: runtime.clone(),
+        route: index,
+        parts: shadow_parts,
+        body: shadow_body,
+        spin_path,
+        client,
+        primary_backend,
+        primary_status: head.status.as_u16(),
+        primary_body: primary_body.clone(),
+        primary_took: started.elapsed(),
+        parent: tracing::Span::current(),
+    });
+    Response::from_parts(head, axum::body::Body::from(primary_body))
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then lets

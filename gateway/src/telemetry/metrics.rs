@@ -1,0 +1,264 @@
+//! The gateway's metrics, one instrument per question users ask:
+//! how long does each route take on each backend, how often does it fall
+//! back and why, what does instantiating a component cost, how often do the
+//! Wasm and native answers disagree.
+//!
+//! Instruments are OpenTelemetry's; every gateway has its own meter
+//! provider with two readers: a Prometheus registry (rendered at the admin
+//! listener's `/metrics`) and, when configured, an OTLP exporter.
+
+use std::time::Duration;
+
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Counter, Gauge, Histogram, MeterProvider as _, UpDownCounter};
+use opentelemetry_otlp::{Protocol, WithExportConfig};
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+
+use super::OtlpTarget;
+use crate::fallback::circuit::CircuitState;
+
+/// Latency buckets in seconds: 100 µs to 30 s, dense where Wasm and native
+/// differ (sub-millisecond to tens of milliseconds).
+const LATENCY_BUCKETS: [f64; 18] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25,
+    0.5, 1.0, 2.5, 10.0, 30.0,
+];
+
+/// The instruments, and the registry `/metrics` renders.
+pub struct Metrics {
+    provider: SdkMeterProvider,
+    registry: prometheus::Registry,
+    request_duration: Histogram<f64>,
+    instantiate_duration: Histogram<f64>,
+    native_queue: Histogram<f64>,
+    native_compute: Histogram<f64>,
+    shadow_duration: Histogram<f64>,
+    fallbacks: Counter<u64>,
+    shed: Counter<u64>,
+    circuit_transitions: Counter<u64>,
+    shadow_comparisons: Counter<u64>,
+    circuit_state: Gauge<i64>,
+    in_flight: UpDownCounter<i64>,
+}
+
+impl Metrics {
+    /// Instruments exported to Prometheus, and over OTLP to `otlp`.
+    pub fn new(otlp: Option<&OtlpTarget>) -> anyhow::Result<Metrics> {
+        let registry = prometheus::Registry::new();
+        let prometheus = opentelemetry_prometheus::exporter()
+            .with_registry(registry.clone())
+            .without_target_info()
+            .scope_info_enabled(false)
+            .build()?;
+        let mut builder = SdkMeterProvider::builder()
+            .with_resource(super::resource())
+            .with_reader(prometheus);
+        if let Some(target) = otlp {
+            let exporter = match target.protocol {
+                Protocol::Grpc => opentelemetry_otlp::MetricExporter::builder()
+                    .with_tonic()
+                    .with_endpoint(target.endpoint.clone())
+                    .build()?,
+                _ => opentelemetry_otlp::MetricExporter::builder()
+                    .with_http()
+                    .with_protocol(Protocol::HttpBinary)
+                    .with_endpoint(format!("{}/v1/metrics", target.endpoint.trim_end_matches('/')))
+                    .build()?,
+            };
+            builder = builder.with_reader(
+                PeriodicReader::builder(exporter)
+                    .with_interval(Duration::from_secs(10))
+                    .build(),
+            );
+        }
+        let provider = builder.build();
+        let meter = provider.meter("gateway");
+        let seconds = |name: &'static str, description: &'static str| {
+            meter
+                .f64_histogram(name)
+                .with_unit("s")
+                .with_description(description)
+                .with_boundaries(LATENCY_BUCKETS.to_vec())
+                .build()
+        };
+        Ok(Metrics {
+            request_duration: seconds(
+                "gateway.request.duration",
+                "Time to answer a public request, by route, backend and status",
+            ),
+            instantiate_duration: seconds(
+                "gateway.wasm.instantiate.duration",
+                "Time to create the fresh component instance for a request (embedded host)",
+            ),
+            native_queue: seconds(
+                "gateway.native.queue.duration",
+                "Time a native call waited for a worker",
+            ),
+            native_compute: seconds(
+                "gateway.native.compute.duration",
+                "Time a native call computed",
+            ),
+            shadow_duration: seconds(
+                "gateway.shadow.duration",
+                "Duration of the shadow run on the other backend",
+            ),
+            fallbacks: meter
+                .u64_counter("gateway.fallbacks")
+                .with_description("Requests answered by native instead of Spin, by reason")
+                .build(),
+            shed: meter
+                .u64_counter("gateway.shed")
+                .with_description("Requests refused with 503 by a route's concurrency limit")
+                .build(),
+            circuit_transitions: meter
+                .u64_counter("gateway.circuit.transitions")
+                .with_description("Circuit breaker state changes")
+                .build(),
+            shadow_comparisons: meter
+                .u64_counter("gateway.shadow.comparisons")
+                .with_description("Shadow comparisons of Wasm and native answers: match, mismatch, dropped")
+                .build(),
+            circuit_state: meter
+                .i64_gauge("gateway.circuit.state")
+                .with_description("Circuit breaker state: 0 closed, 1 open, 2 half-open")
+                .build(),
+            in_flight: meter
+                .i64_up_down_counter("gateway.in_flight.requests")
+                .with_description("Requests in flight, by backend")
+                .build(),
+            provider,
+            registry,
+        })
+    }
+
+    /// The Prometheus text exposition of every instrument.
+    pub fn render(&self) -> String {
+        let encoder = prometheus::TextEncoder::new();
+        encoder
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_else(|e| format!("# metrics encoding failed: {e}\n"))
+    }
+
+    /// One answered public request.
+    pub fn request(&self, route: &str, backend: &str, method: &str, status: u16, took: Duration) {
+        self.request_duration.record(
+            took.as_secs_f64(),
+            &[
+                KeyValue::new("route", route.to_string()),
+                KeyValue::new("backend", backend.to_string()),
+                KeyValue::new("method", method.to_string()),
+                KeyValue::new("status", status.to_string()),
+            ],
+        );
+    }
+
+    /// Instantiation time of an embedded component.
+    pub fn instantiate(&self, route: &str, component: &str, took: Duration) {
+        self.instantiate_duration.record(
+            took.as_secs_f64(),
+            &[
+                KeyValue::new("route", route.to_string()),
+                KeyValue::new("component", component.to_string()),
+            ],
+        );
+    }
+
+    /// Queue and compute time of a native call.
+    pub fn native(&self, route: &str, queued: Duration, compute: Duration) {
+        let attrs = [KeyValue::new("route", route.to_string())];
+        self.native_queue.record(queued.as_secs_f64(), &attrs);
+        self.native_compute.record(compute.as_secs_f64(), &attrs);
+    }
+
+    /// A fallback to native (`reason` is a trigger or `size`).
+    pub fn fallback(&self, route: &str, reason: &str) {
+        self.fallbacks.add(
+            1,
+            &[
+                KeyValue::new("route", route.to_string()),
+                KeyValue::new("reason", reason.to_string()),
+            ],
+        );
+    }
+
+    /// A request shed by the concurrency limit.
+    pub fn shed(&self, route: &str) {
+        self.shed.add(1, &[KeyValue::new("route", route.to_string())]);
+    }
+
+    /// The breaker's state now (also set at start for every route).
+    pub fn circuit_state(&self, route: &str, state: CircuitState) {
+        let value = match state {
+            CircuitState::Closed => 0,
+            CircuitState::Open => 1,
+            CircuitState::HalfOpen => 2,
+        };
+        self.circuit_state
+            .record(value, &[KeyValue::new("route", route.to_string())]);
+    }
+
+    /// A breaker state change.
+    pub fn circuit_transition(&self, route: &str, from: CircuitState, to: CircuitState) {
+        self.circuit_transitions.add(
+            1,
+            &[
+                KeyValue::new("route", route.to_string()),
+                KeyValue::new("from", from.as_str()),
+                KeyValue::new("to", to.as_str()),
+            ],
+        );
+        self.circuit_state(route, to);
+    }
+
+    /// A shadow comparison outcome: `match`, `mismatch` or `dropped`.
+    pub fn shadow(&self, route: &str, result: &'static str) {
+        self.shadow_comparisons.add(
+            1,
+            &[
+                KeyValue::new("route", route.to_string()),
+                KeyValue::new("result", result),
+            ],
+        );
+    }
+
+    /// Duration of a shadow run on `backend`.
+    pub fn shadow_duration(&self, route: &str, backend: &str, took: Duration) {
+        self.shadow_duration.record(
+            took.as_secs_f64(),
+            &[
+                KeyValue::new("route", route.to_string()),
+                KeyValue::new("backend", backend.to_string()),
+            ],
+        );
+    }
+
+    /// Counts a request in flight on `backend` until the guard drops.
+    pub fn in_flight(&self, backend: &'static str) -> InFlight {
+        let attrs = [KeyValue::new("backend", backend)];
+        self.in_flight.add(1, &attrs);
+        InFlight {
+            counter: self.in_flight.clone(),
+            backend,
+        }
+    }
+
+    /// Flushes OTLP metrics (at shutdown).
+    pub fn shutdown(&self) {
+        if let Err(e) = self.provider.shutdown() {
+            tracing::warn!("flushing metrics failed: {e}");
+        }
+    }
+}
+
+/// Decrements the in-flight gauge when dropped.
+pub struct InFlight {
+    counter: UpDownCounter<i64>,
+    backend: &'static str,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.counter
+            .add(-1, &[KeyValue::new("backend", self.backend)]);
+    }
+}

@@ -1,0 +1,123 @@
+//! Traces and metrics that compare the Wasm and native paths of a route.
+//!
+//! * [`init`] installs the `tracing` subscriber: logs, and an OpenTelemetry
+//!   layer whose spans are exported over OTLP when the standard
+//!   `OTEL_EXPORTER_OTLP_*` variables say where (off otherwise; trace ids
+//!   are still made so `traceparent` is continued and forwarded).
+//! * [`metrics::Metrics`] holds the instruments; they are exported in
+//!   Prometheus text format on the admin listener and over OTLP.
+//! * [`stats::Stats`] keeps the per-route, per-backend latency histograms
+//!   the built-in `/dashboard` reads, with no external service.
+//! * [`propagation`] reads and writes W3C `traceparent` headers.
+
+pub mod metrics;
+pub mod propagation;
+pub mod stats;
+
+use opentelemetry::global;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::{Protocol, WithExportConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// Where OTLP data goes, from the standard environment variables.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OtlpTarget {
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub endpoint: String,
+    /// `OTEL_EXPORTER_OTLP_PROTOCOL`: `grpc` (default) or `http/protobuf`.
+    pub protocol: Protocol,
+}
+
+impl OtlpTarget {
+    /// Reads the environment; `None` when no endpoint is set (export off).
+    pub fn from_env() -> Result<Option<OtlpTarget>, String> {
+        let Ok(endpoint) = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT") else {
+            return Ok(None);
+        };
+        if endpoint.trim().is_empty() {
+            return Ok(None);
+        }
+        let protocol = match std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL").as_deref() {
+            Err(_) | Ok("grpc") => Protocol::Grpc,
+            Ok("http/protobuf") => Protocol::HttpBinary,
+            Ok(other) => {
+                return Err(format!(
+                    "OTEL_EXPORTER_OTLP_PROTOCOL=`{other}` is not supported; use `grpc` or `http/protobuf`"
+                ));
+            }
+        };
+        Ok(Some(OtlpTarget { endpoint, protocol }))
+    }
+}
+
+/// The service's resource: `OTEL_SERVICE_NAME` (and
+/// `OTEL_RESOURCE_ATTRIBUTES`) or `gateway`.
+pub fn resource() -> Resource {
+    let builder = Resource::builder();
+    if std::env::var("OTEL_SERVICE_NAME").is_ok() {
+        builder.build()
+    } else {
+        builder.with_service_name("gateway").build()
+    }
+}
+
+/// Keeps the tracer provider alive; flushes pending spans when dropped.
+pub struct TracingGuard {
+    provider: SdkTracerProvider,
+}
+
+impl Drop for TracingGuard {
+    fn drop(&mut self) {
+        if let Err(e) = self.provider.shutdown() {
+            eprintln!("flushing traces at exit failed: {e}");
+        }
+    }
+}
+
+/// Installs logging and tracing for the process (call once, from `main`
+/// or a test). Spans go to the OTLP target when there is one, through a
+/// batching processor with a bounded queue: a slow or absent collector
+/// drops spans, it never blocks a request.
+pub fn init(target: Option<&OtlpTarget>) -> anyhow::Result<TracingGuard> {
+    let mut builder = SdkTracerProvider::builder().with_resource(resource());
+    if let Some(target) = target {
+        let exporter = match target.protocol {
+            Protocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(target.endpoint.clone())
+                .build()?,
+            _ => opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_protocol(Protocol::HttpBinary)
+                .with_endpoint(format!("{}/v1/traces", target.endpoint.trim_end_matches('/')))
+                .build()?,
+        };
+        let processor = BatchSpanProcessor::builder(exporter)
+            .with_batch_config(
+                BatchConfigBuilder::default()
+                    .with_max_queue_size(4096)
+                    .with_scheduled_delay(std::time::Duration::from_millis(500))
+                    .build(),
+            )
+            .build();
+        builder = builder.with_span_processor(processor);
+    }
+    let provider = builder.build();
+    let tracer = provider.tracer("gateway");
+    global::set_text_map_propagator(TraceContextPropagator::new());
+    global::set_tracer_provider(provider.clone());
+
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer())
+        .with(tracing_opentelemetry::layer().with_tracer(tracer))
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("cannot install the tracing subscriber: {e}"))?;
+    Ok(TracingGuard { provider })
+}
