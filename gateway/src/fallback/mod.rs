@@ -213,7 +213,7 @@ async fn native(
         gateway.route = %route.name,
         gateway.backend = "native",
         gateway.fallback.reason = reason,
-        http.request.body.size = bytes.len() as u64,
+        http.request.body.size = bytes.len() as i64,
         validate.items = tracing::field::Empty,
     );
     let _in_flight = backends.metrics.in_flight("native");
@@ -284,8 +284,8 @@ pub async fn call_spin(
             otel.kind = if matches!(spin, SpinBackend::External(_)) { "client" } else { "internal" },
             gateway.route = %route.name,
             gateway.backend = spin.label(),
-            gateway.attempt = route.retry.attempts - retries_left + 1,
-            http.request.body.size = buffered.as_ref().map(|b| b.len() as u64),
+            gateway.attempt = i64::from(route.retry.attempts - retries_left + 1),
+            http.request.body.size = buffered.as_ref().map_or(0, |b| b.len() as i64),
             http.response.status_code = tracing::field::Empty,
             error.type = tracing::field::Empty,
         );
@@ -298,7 +298,7 @@ pub async fn call_spin(
         .await;
         match &outcome {
             Ok(Ok(response)) => {
-                span.record("http.response.status_code", response.status().as_u16());
+                span.record("http.response.status_code", i64::from(response.status().as_u16()));
                 if response.status().is_server_error() {
                     span.record("error.type", response.status().as_str());
                 }

@@ -134,9 +134,14 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("gateway")
         .to_string();
-    span.record("http.response.status_code", status.as_u16());
+    span.record("http.response.status_code", i64::from(status.as_u16()));
     span.record("gateway.backend", backend.as_str());
-    if let Some(size) = response.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()) {
+    if let Some(size) = response
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i64>().ok())
+    {
         span.record("http.response.body.size", size);
     }
     if status.is_server_error() {
@@ -221,7 +226,7 @@ async fn route_request(
         RequestBody::Streaming(axum::body::Body::new(Limited::new(body, config.max_body_bytes)))
     };
     if let RequestBody::Buffered(bytes) = &body {
-        tracing::Span::current().record("http.request.body.size", bytes.len() as u64);
+        tracing::Span::current().record("http.request.body.size", bytes.len() as i64);
     }
     let spin_path = config
         .spin_path

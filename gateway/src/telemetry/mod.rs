@@ -21,6 +21,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -112,11 +113,19 @@ pub fn init(target: Option<&OtlpTarget>) -> anyhow::Result<TracingGuard> {
     global::set_text_map_propagator(TraceContextPropagator::new());
     global::set_tracer_provider(provider.clone());
 
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // `RUST_LOG` decides what is logged; spans are exported whatever the
+    // log level, so quieting logs never breaks a trace.
+    let log_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let span_filter = tracing_subscriber::filter::Targets::new()
+        .with_target("gateway", tracing::Level::INFO)
+        .with_target("spin_host", tracing::Level::INFO);
     tracing_subscriber::registry()
-        .with(filter)
-        .with(tracing_subscriber::fmt::layer())
-        .with(tracing_opentelemetry::layer().with_tracer(tracer))
+        .with(tracing_subscriber::fmt::layer().with_filter(log_filter))
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_filter(span_filter),
+        )
         .try_init()
         .map_err(|e| anyhow::anyhow!("cannot install the tracing subscriber: {e}"))?;
     Ok(TracingGuard { provider })
