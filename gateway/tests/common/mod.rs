@@ -91,6 +91,8 @@ pub struct Options {
     pub manifest: Option<PathBuf>,
     pub upstream: Option<String>,
     pub variables: HashMap<String, String>,
+    /// Test-only: the native validate alters its verdicts (shadow tests).
+    pub tamper_native: bool,
 }
 
 impl Default for Options {
@@ -100,6 +102,7 @@ impl Default for Options {
             manifest: Some(repo_root().join("spin.toml")),
             upstream: None,
             variables: HashMap::new(),
+            tamper_native: false,
         }
     }
 }
@@ -125,6 +128,7 @@ pub async fn start_with(options: Options) -> TestGateway {
             .map(|u| u.parse().expect("upstream URL")),
         data_dir: Some(data_dir.path().join("db")),
         variables: options.variables.clone(),
+        tamper_native_output: options.tamper_native,
         ..Overrides::default()
     };
     let gateway = tokio::task::spawn_blocking(move || Gateway::start(config_path, overrides))
