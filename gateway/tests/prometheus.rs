@@ -46,7 +46,11 @@ fn big_batch() -> Vec<u8> {
         .map(|i| json!({"id": i, "name": format!("item {i}"), "description": "d".repeat(150)}))
         .collect();
     let body = serde_json::to_vec(&json!({ "items": items })).unwrap();
-    assert!(body.len() > 262_144, "the big batch is {} bytes", body.len());
+    assert!(
+        body.len() > 262_144,
+        "the big batch is {} bytes",
+        body.len()
+    );
     body
 }
 
@@ -85,11 +89,17 @@ async fn drive_both_backends(gw: &TestGateway, rounds: usize) {
         let created = http
             .post(format!("{}/items", gw.base))
             .header("content-type", "application/json")
-            .body(serde_json::to_vec(&json!({"id": i + 1, "name": format!("metrics {i}")})).unwrap())
+            .body(
+                serde_json::to_vec(&json!({"id": i + 1, "name": format!("metrics {i}")})).unwrap(),
+            )
             .send()
             .await
             .expect("POST /items");
-        assert!(created.status().is_success(), "create: {}", created.status());
+        assert!(
+            created.status().is_success(),
+            "create: {}",
+            created.status()
+        );
         let listed = http
             .get(format!("{}/items", gw.base))
             .send()
@@ -185,7 +195,11 @@ fn dashboard_exprs(dashboard: &Value) -> Vec<(String, String)> {
     }
     let mut out = Vec::new();
     walk(&dashboard["panels"], &mut out);
-    for variable in dashboard["templating"]["list"].as_array().into_iter().flatten() {
+    for variable in dashboard["templating"]["list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         if let Some(definition) = variable["definition"].as_str() {
             let name = variable["name"].as_str().unwrap_or("?");
             out.push((format!("variable {name:?}"), definition.to_string()));
@@ -211,8 +225,7 @@ fn yaml_exprs(text: &str) -> Vec<String> {
         let value = value.trim();
         if value.starts_with('|') || value.starts_with('>') {
             let mut block = Vec::new();
-            while i < lines.len()
-                && (lines[i].trim().is_empty() || indent(lines[i]) > indent(line))
+            while i < lines.len() && (lines[i].trim().is_empty() || indent(lines[i]) > indent(line))
             {
                 block.push(lines[i].trim());
                 i += 1;
@@ -263,7 +276,12 @@ async fn prom_query(prom: &str, query: &str) -> Option<Vec<Value>> {
         .ok()?;
     let body: Value = response.json().await.ok()?;
     assert_eq!(body["status"], "success", "query {query:?} failed: {body}");
-    Some(body["data"]["result"].as_array().cloned().unwrap_or_default())
+    Some(
+        body["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default(),
+    )
 }
 
 /// `label` -> sample value (as Prometheus prints it) of an instant vector.
@@ -305,7 +323,10 @@ async fn prometheus_scrapes_both_backends() {
     let port = free_loopback_port();
     let child = Command::new(&prometheus)
         .arg(format!("--config.file={}", config_path.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log file"))
@@ -355,17 +376,25 @@ async fn prometheus_scrapes_both_backends() {
         backends.contains("spin-embedded") && backends.contains("native"),
         "after 60 s Prometheus has validate series for {backends:?}, expected spin-embedded \
          and native; targets: {}\nprometheus log:\n{}",
-        prom_query(&prom, "up").await.map(|r| json!(r).to_string()).unwrap_or_default(),
+        prom_query(&prom, "up")
+            .await
+            .map(|r| json!(r).to_string())
+            .unwrap_or_default(),
         log_tail()
     );
 
     // A quantile per backend over the buckets: all-time first, then the
     // dashboard's rate() form, once two scrapes with new traffic are in.
     let all_time = r#"histogram_quantile(0.95, sum by (le, backend) (gateway_request_duration_seconds_bucket{route="validate"}))"#;
-    let result = prom_query(&prom, all_time).await.expect("prometheus answers");
+    let result = prom_query(&prom, all_time)
+        .await
+        .expect("prometheus answers");
     let quantiles = by_label(&result, "backend");
     for backend in ["spin-embedded", "native"] {
-        let value = quantiles.get(backend).map(String::as_str).unwrap_or("(none)");
+        let value = quantiles
+            .get(backend)
+            .map(String::as_str)
+            .unwrap_or("(none)");
         assert!(
             is_finite_number(value) && value.parse::<f64>().unwrap() > 0.0,
             "all-time p95 for {backend} is {value}: {quantiles:?}"
@@ -386,7 +415,10 @@ async fn prometheus_scrapes_both_backends() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for backend in ["spin-embedded", "native"] {
-        let value = quantiles.get(backend).map(String::as_str).unwrap_or("(none)");
+        let value = quantiles
+            .get(backend)
+            .map(String::as_str)
+            .unwrap_or("(none)");
         assert!(
             is_finite_number(value),
             "rate-based p50 for {backend} is {value} after 60 s: {quantiles:?}"
@@ -404,8 +436,15 @@ async fn prometheus_scrapes_both_backends() {
 /// The built-in routes with every validate request shadowed on the other path.
 fn shadowed_builtin() -> String {
     let builtin = gateway::config::BUILTIN;
-    assert_eq!(builtin.matches("concurrency = 64\n").count(), 1, "builtin config changed");
-    builtin.replace("concurrency = 64\n", "concurrency = 64\nshadow = { sample = 1.0 }\n")
+    assert_eq!(
+        builtin.matches("concurrency = 64\n").count(),
+        1,
+        "builtin config changed"
+    );
+    builtin.replace(
+        "concurrency = 64\n",
+        "concurrency = 64\nshadow = { sample = 1.0 }\n",
+    )
 }
 
 /// An external Spin that never answers: list sheds at concurrency 1,
@@ -484,14 +523,18 @@ async fn every_exported_family() -> BTreeMap<String, String> {
     }
     let hits = fake.hits();
     let base = stuck.base.clone();
-    let first_list = tokio::spawn(async move { client().get(format!("{base}/items")).send().await });
+    let first_list =
+        tokio::spawn(async move { client().get(format!("{base}/items")).send().await });
     for _ in 0..500 {
         if fake.hits() > hits {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(fake.hits() > hits, "the first list never reached the external Spin");
+    assert!(
+        fake.hits() > hits,
+        "the first list never reached the external Spin"
+    );
     let shed = client()
         .get(format!("{}/items", stuck.base))
         .send()
@@ -509,8 +552,14 @@ async fn every_exported_family() -> BTreeMap<String, String> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    println!("embedded gateway /metrics:\n{}", fetch_metrics(&embedded).await);
-    println!("stuck-external gateway /metrics (families): {:?}", families(&fetch_metrics(&stuck).await));
+    println!(
+        "embedded gateway /metrics:\n{}",
+        fetch_metrics(&embedded).await
+    );
+    println!(
+        "stuck-external gateway /metrics (families): {:?}",
+        families(&fetch_metrics(&stuck).await)
+    );
 
     fake.open_gate();
     assert_eq!(first_list.await.unwrap().expect("first list").status(), 200);
@@ -535,7 +584,12 @@ async fn dashboard_json_queries_only_exported_metrics() {
     let text = std::fs::read_to_string(&path).expect("read the dashboard");
     let dashboard: Value = serde_json::from_str(&text).expect("the dashboard is JSON");
     let exprs = dashboard_exprs(&dashboard);
-    assert!(exprs.len() >= 10, "only {} exprs found in {}", exprs.len(), path.display());
+    assert!(
+        exprs.len() >= 10,
+        "only {} exprs found in {}",
+        exprs.len(),
+        path.display()
+    );
     let mut problems = Vec::new();
     let mut used = BTreeSet::new();
     for (place, expr) in &exprs {
@@ -555,7 +609,11 @@ async fn dashboard_json_queries_only_exported_metrics() {
     let rules_path = repo_root().join("observability/prometheus/rules.yml");
     let rules = std::fs::read_to_string(&rules_path).expect("read rules.yml");
     let rule_exprs = yaml_exprs(&rules);
-    assert!(rule_exprs.len() >= 8, "only {} `expr:` found in rules.yml", rule_exprs.len());
+    assert!(
+        rule_exprs.len() >= 8,
+        "only {} `expr:` found in rules.yml",
+        rule_exprs.len()
+    );
     let mut rule_names = BTreeSet::new();
     for expr in &rule_exprs {
         let names = gateway_metric_names(expr);
@@ -566,18 +624,24 @@ async fn dashboard_json_queries_only_exported_metrics() {
         }
         rule_names.extend(names);
     }
-    assert!(rule_names.len() >= 4, "only {rule_names:?} queried in rules.yml");
+    assert!(
+        rule_names.len() >= 4,
+        "only {rule_names:?} queried in rules.yml"
+    );
 
     let unused: Vec<_> = exported
         .keys()
         .filter(|family| {
-            !used
-                .iter()
-                .chain(rule_names.iter())
-                .any(|n| n == *family || n.strip_prefix(family.as_str()).is_some_and(|s| s.starts_with('_')))
+            !used.iter().chain(rule_names.iter()).any(|n| {
+                n == *family
+                    || n.strip_prefix(family.as_str())
+                        .is_some_and(|s| s.starts_with('_'))
+            })
         })
         .collect();
-    println!("dashboard queries: {used:?}\nrules query: {rule_names:?}\nexported but queried nowhere: {unused:?}");
+    println!(
+        "dashboard queries: {used:?}\nrules query: {rule_names:?}\nexported but queried nowhere: {unused:?}"
+    );
     assert!(
         problems.is_empty(),
         "queries of metrics the gateway does not export:\n{}\nexported families: {exported:?}",

@@ -27,7 +27,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Make wasm32-wasip2 builds work on this machine (idempotent).
+    /// Make wasm32-wasip2 builds work and install the tools the tests use
+    /// (Prometheus, Chromium, the rotel OTLP collector); idempotent.
     Setup,
     /// Build the Spin components (.wasm, at the paths spin.toml names) and the gateway.
     Build,
@@ -57,6 +58,8 @@ fn main() -> Result<()> {
         Task::Setup => {
             let tc = toolchain::setup()?;
             println!("xtask: wasm32-wasip2 toolchain ready ({})", tc.describe());
+            toolchain::setup_test_tools()?;
+            println!("xtask: test tools ready (prometheus, promtool, chromium, rotel)");
         }
         Task::BuildComponents => {
             let tc = toolchain::setup()?;
@@ -88,6 +91,7 @@ fn main() -> Result<()> {
         }
         Task::Test { cargo_args } => {
             let tc = toolchain::setup()?;
+            toolchain::setup_test_tools()?;
             build_components(&root, &tc)?;
             run(Command::new(cargo())
                 .current_dir(&root)

@@ -240,3 +240,42 @@ fn privileged(program: &str) -> Command {
         cmd
     }
 }
+
+/// Debian packages the test suite runs for real: Prometheus + promtool
+/// (scrape test, config checks) and Chromium (dashboard page test).
+const TEST_PACKAGES: &[(&str, &str)] = &[("prometheus", "/usr/bin/promtool"), ("chromium", "/usr/bin/chromium")];
+
+/// Installs what the tests need besides Rust: Prometheus, Chromium and the
+/// rotel OTLP collector (a PyPI wheel). Fast when already present.
+pub fn setup_test_tools() -> Result<()> {
+    let missing: Vec<&str> = TEST_PACKAGES
+        .iter()
+        .filter(|(_, binary)| !Path::new(binary).exists())
+        .map(|(package, _)| *package)
+        .collect();
+    if !missing.is_empty() {
+        if which("apt-get").is_none() {
+            bail!(
+                "the tests need {} (Prometheus, Chromium); install them with your package manager",
+                missing.join(", ")
+            );
+        }
+        println!("xtask: installing test tools {}", missing.join(" "));
+        run(privileged("apt-get").arg("update").arg("-q"))?;
+        run(privileged("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    }
+    let rotel_present = Command::new("python3")
+        .args(["-c", "import rotel, os, sys; sys.exit(0 if os.path.isfile(os.path.join(os.path.dirname(rotel.__file__), 'rotel-agent')) else 1)"])
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !rotel_present {
+        println!("xtask: pip install rotel (OTLP collector for the telemetry tests)");
+        run(Command::new("python3").args(["-m", "pip", "install", "--quiet", "rotel"]))?;
+    }
+    Ok(())
+}
