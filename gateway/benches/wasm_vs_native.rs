@@ -7,7 +7,6 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use base64::Engine as _;
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use http_body_util::{BodyExt, Full};
@@ -17,7 +16,6 @@ use spin_host::{HostConfig, SpinApp};
 
 fn batch(n: usize) -> Vec<u8> {
     let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
-    let _ = base64::engine::general_purpose::STANDARD; // keep the dev-dependency honest
     let items: Vec<_> = (0..n)
         .map(|i| {
             let mut item = json!({
@@ -70,7 +68,11 @@ fn bench(c: &mut Criterion) {
                         .unwrap_or_else(|e| panic!("{e}"));
                     let response = app.handle(request, client).await;
                     assert_eq!(response.status(), 200);
-                    response.into_body().collect().await.map(|c| c.to_bytes().len())
+                    response
+                        .into_body()
+                        .collect()
+                        .await
+                        .map(|c| c.to_bytes().len())
                 })
             })
         });

@@ -46,9 +46,13 @@ async fn run(args: gateway::cli::RunArgs) -> anyhow::Result<()> {
     let public_server = server::serve(public, server::public_router(gateway.clone()), async move {
         let _ = public_stop.wait_for(|stop| *stop).await;
     });
-    let admin_server = server::serve(admin, server::admin::admin_router(gateway.clone()), async move {
-        let _ = admin_stop.wait_for(|stop| *stop).await;
-    });
+    let admin_server = server::serve(
+        admin,
+        server::admin::admin_router(gateway.clone()),
+        async move {
+            let _ = admin_stop.wait_for(|stop| *stop).await;
+        },
+    );
     let (public_result, admin_result) = tokio::join!(public_server, admin_server);
     gateway.metrics.shutdown();
     public_result?;

@@ -20,9 +20,9 @@ use crate::native::Native;
 use crate::proxy::ExternalSpin;
 use crate::routing::RouteTable;
 use crate::shadow::Shadow;
+use crate::spin::{EmbeddedSpin, SpinBackend};
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::stats::Stats;
-use crate::spin::{EmbeddedSpin, SpinBackend};
 
 /// Command-line values that win over the config file (at start and on
 /// every reload).

@@ -15,7 +15,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{TestGateway, client};
-use serde_json::{Value, json};
 
 fn require_chromium() -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -32,25 +31,6 @@ fn require_chromium() -> PathBuf {
                  run `cargo xtask setup` (Debian: `apt-get install chromium`)"
             )
         })
-}
-
-fn small_batch() -> Vec<u8> {
-    serde_json::to_vec(&json!({"items": [{"id": 1, "name": "Item1"}, {"id": 2, "name": ""}]}))
-        .unwrap()
-}
-
-/// A batch above validate's `native_above_bytes` (256 KiB).
-fn big_batch() -> Vec<u8> {
-    let items: Vec<Value> = (0..2_000)
-        .map(|i| json!({"id": i, "name": format!("item {i}"), "description": "d".repeat(150)}))
-        .collect();
-    let body = serde_json::to_vec(&json!({ "items": items })).unwrap();
-    assert!(
-        body.len() > 262_144,
-        "the big batch is {} bytes",
-        body.len()
-    );
-    body
 }
 
 /// Sends validate batches, asserting which backend answered.
@@ -72,7 +52,7 @@ async fn validate(gw: &TestGateway, body: &[u8], backend: &str) {
 }
 
 async fn drive(gw: &TestGateway, small: usize, big: usize) {
-    let (small_body, big_body) = (small_batch(), big_batch());
+    let (small_body, big_body) = (common::small_batch(), common::big_batch(2_000));
     for _ in 0..small {
         validate(gw, &small_body, "spin-embedded").await;
     }
@@ -235,7 +215,7 @@ async fn dashboard_shows_both_backends_live() {
         let stop_rx = stop_rx.clone();
         senders.push(tokio::spawn(async move {
             let http = client();
-            let body = small_batch();
+            let body = common::small_batch();
             let mut sent = 0usize;
             while !*stop_rx.borrow() {
                 let response = http

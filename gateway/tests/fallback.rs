@@ -62,11 +62,6 @@ async fn gateway_for(upstream: &str, concurrency: usize, failures: u32) -> TestG
     .await
 }
 
-fn small_batch() -> Vec<u8> {
-    serde_json::to_vec(&json!({"items": [{"id": 1, "name": "Item1"}, {"id": 2, "name": ""}]}))
-        .unwrap()
-}
-
 fn native_verdict(body: &[u8]) -> Vec<u8> {
     items_core::validate_batch(body, &TrustedKeys::any())
         .unwrap()
@@ -97,7 +92,7 @@ async fn auto_goes_native_above_the_size_threshold_and_to_spin_below() {
     let fake = fake_spin::start(Mode::Ok).await;
     let gw = gateway_for(&fake.served.base, 8, 5).await;
 
-    let small = small_batch();
+    let small = common::small_batch();
     let response = validate(&gw, small).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["x-gateway-backend"], "spin-external");
@@ -118,7 +113,7 @@ async fn auto_goes_native_above_the_size_threshold_and_to_spin_below() {
 async fn spin_refusing_connections_falls_back_or_names_the_backend() {
     let upstream = fake_spin::closed_port_url().await;
     let gw = gateway_for(&upstream, 8, 100).await;
-    let body = small_batch();
+    let body = common::small_batch();
     expect_native(validate(&gw, body.clone()).await, "connect-error", &body).await;
 
     let list = client()
@@ -175,7 +170,7 @@ async fn spin_refusing_connections_falls_back_or_names_the_backend() {
 async fn spin_hanging_past_the_timeout_falls_back_or_times_out() {
     let fake = fake_spin::start(Mode::Hang).await;
     let gw = gateway_for(&fake.served.base, 8, 100).await;
-    let body = small_batch();
+    let body = common::small_batch();
     expect_native(validate(&gw, body.clone()).await, "timeout", &body).await;
     let list = client()
         .get(format!("{}/items", gw.base))
@@ -194,7 +189,7 @@ async fn spin_hanging_past_the_timeout_falls_back_or_times_out() {
 async fn spin_5xx_falls_back_or_passes_through() {
     let fake = fake_spin::start(Mode::Fail).await;
     let gw = gateway_for(&fake.served.base, 8, 100).await;
-    let body = small_batch();
+    let body = common::small_batch();
     expect_native(validate(&gw, body.clone()).await, "5xx", &body).await;
     // No native twin: Spin's own 500 problem reaches the client unchanged.
     let list = client()
@@ -225,7 +220,7 @@ async fn the_concurrency_limit_sheds_or_falls_back() {
         client()
             .post(format!("{base}/validate"))
             .header("content-type", "application/json")
-            .body(small_batch())
+            .body(common::small_batch())
             .send(),
     );
     // Wait until both are inside the fake.
@@ -237,7 +232,7 @@ async fn the_concurrency_limit_sheds_or_falls_back() {
     }
     assert_eq!(fake.hits(), 2);
 
-    let body = small_batch();
+    let body = common::small_batch();
     expect_native(validate(&gw, body.clone()).await, "overloaded", &body).await;
     let list = client()
         .get(format!("{}/items", gw.base))
@@ -257,7 +252,7 @@ async fn the_concurrency_limit_sheds_or_falls_back() {
 async fn the_circuit_opens_sends_auto_to_native_then_half_opens_and_closes() {
     let fake = fake_spin::start(Mode::Fail).await;
     let gw = gateway_for(&fake.served.base, 8, 2).await;
-    let body = small_batch();
+    let body = common::small_batch();
 
     // Two failures open validate's circuit (each answered natively: 5xx).
     expect_native(validate(&gw, body.clone()).await, "5xx", &body).await;
@@ -384,7 +379,7 @@ async fn native_backend_never_calls_spin() {
         ..Options::default()
     })
     .await;
-    let body = small_batch();
+    let body = common::small_batch();
     let response = validate(&gw, body.clone()).await;
     assert_eq!(response.headers()["x-gateway-backend"], "native");
     assert!(response.headers().get("x-gateway-fallback").is_none());

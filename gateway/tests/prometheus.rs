@@ -35,25 +35,6 @@ fn require_tool(name: &str) -> PathBuf {
         })
 }
 
-fn small_batch() -> Vec<u8> {
-    serde_json::to_vec(&json!({"items": [{"id": 1, "name": "Item1"}, {"id": 2, "name": ""}]}))
-        .unwrap()
-}
-
-/// A batch above validate's `native_above_bytes` (256 KiB).
-fn big_batch() -> Vec<u8> {
-    let items: Vec<Value> = (0..2_000)
-        .map(|i| json!({"id": i, "name": format!("item {i}"), "description": "d".repeat(150)}))
-        .collect();
-    let body = serde_json::to_vec(&json!({ "items": items })).unwrap();
-    assert!(
-        body.len() > 262_144,
-        "the big batch is {} bytes",
-        body.len()
-    );
-    body
-}
-
 async fn post_validate(base: &str, body: Vec<u8>) -> reqwest::Response {
     client()
         .post(format!("{base}/validate"))
@@ -78,10 +59,10 @@ fn header(response: &reqwest::Response, name: &str) -> String {
 async fn drive_both_backends(gw: &TestGateway, rounds: usize) {
     let http = client();
     for i in 0..rounds {
-        let small = post_validate(&gw.base, small_batch()).await;
+        let small = post_validate(&gw.base, common::small_batch()).await;
         assert_eq!(small.status(), 200, "small validate");
         assert_eq!(header(&small, "x-gateway-backend"), "spin-embedded");
-        let big = post_validate(&gw.base, big_batch()).await;
+        let big = post_validate(&gw.base, common::big_batch(2_000)).await;
         assert_eq!(big.status(), 200, "big validate");
         assert_eq!(header(&big, "x-gateway-backend"), "native");
         assert_eq!(header(&big, "x-gateway-fallback"), "size");
@@ -346,7 +327,7 @@ async fn prometheus_scrapes_both_backends() {
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let base = gw.base.clone();
     let traffic = tokio::spawn(async move {
-        let (small, big) = (small_batch(), big_batch());
+        let (small, big) = (common::small_batch(), common::big_batch(2_000));
         while !*stop_rx.borrow() {
             assert_eq!(post_validate(&base, small.clone()).await.status(), 200);
             assert_eq!(post_validate(&base, big.clone()).await.status(), 200);
@@ -516,7 +497,7 @@ async fn every_exported_family() -> BTreeMap<String, String> {
     })
     .await;
     for reason in ["timeout", "circuit-open"] {
-        let response = post_validate(&stuck.base, small_batch()).await;
+        let response = post_validate(&stuck.base, common::small_batch()).await;
         assert_eq!(response.status(), 200, "validate falls back");
         assert_eq!(header(&response, "x-gateway-backend"), "native");
         assert_eq!(header(&response, "x-gateway-fallback"), reason);

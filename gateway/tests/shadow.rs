@@ -65,7 +65,11 @@ async fn metrics(gw: &TestGateway) -> String {
 #[tokio::test]
 async fn identical_answers_are_recorded_as_matches() {
     require_app_wasm();
-    let gw = start_with(Options { config: Some(shadowed_builtin()), ..Options::default() }).await;
+    let gw = start_with(Options {
+        config: Some(shadowed_builtin()),
+        ..Options::default()
+    })
+    .await;
     for i in 0..5 {
         let body = json!({"items": [{"id": i, "name": format!("n{i}")}, {"name": ""}]});
         let response = validate(&gw, &body).await;
@@ -75,12 +79,16 @@ async fn identical_answers_are_recorded_as_matches() {
     assert!(counts.get("mismatch").is_none(), "{counts}");
     let text = metrics(&gw).await;
     assert!(
-        text.lines().any(|l| l.starts_with("gateway_shadow_comparisons_total")
-            && l.contains("result=\"match\"")
-            && l.ends_with(" 5")),
+        text.lines()
+            .any(|l| l.starts_with("gateway_shadow_comparisons_total")
+                && l.contains("result=\"match\"")
+                && l.ends_with(" 5")),
         "{text}"
     );
-    assert!(text.contains("gateway_shadow_duration_seconds_bucket"), "{text}");
+    assert!(
+        text.contains("gateway_shadow_duration_seconds_bucket"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -102,8 +110,9 @@ async fn a_different_native_answer_is_recorded_as_a_mismatch() {
     assert!(counts.get("match").is_none(), "{counts}");
     let text = metrics(&gw).await;
     assert!(
-        text.lines().any(|l| l.starts_with("gateway_shadow_comparisons_total")
-            && l.contains("result=\"mismatch\"")),
+        text.lines()
+            .any(|l| l.starts_with("gateway_shadow_comparisons_total")
+                && l.contains("result=\"mismatch\"")),
         "{text}"
     );
 }
@@ -129,7 +138,12 @@ shadow = {{ sample = 1.0 }}
 "#,
         fake.served.base
     );
-    let gw = start_with(Options { config: Some(config), manifest: None, ..Options::default() }).await;
+    let gw = start_with(Options {
+        config: Some(config),
+        manifest: None,
+        ..Options::default()
+    })
+    .await;
     let body = json!({"items": [{"id": 1, "name": "Item1"}]});
     let response = validate(&gw, &body).await;
     assert_eq!(response.status(), 200);
@@ -149,7 +163,10 @@ shadow = {{ sample = 1.0 }}
         assert_eq!(validate(&gw, &body).await.status(), 200);
     }
     let counts = shadow_counts(&gw, |s| s["dropped"].as_u64().unwrap_or(0) > 0).await;
-    assert!(counts["dropped"].as_u64().unwrap() >= 80 - 64 - 1, "{counts}");
+    assert!(
+        counts["dropped"].as_u64().unwrap() >= 80 - 64 - 1,
+        "{counts}"
+    );
 
     // Released: the fake's answer differs from native's, so: mismatch.
     fake.open_gate();

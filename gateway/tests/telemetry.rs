@@ -17,14 +17,13 @@ use serde_json::json;
 const CLIENT_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_SPAN: &str = "00f067aa0ba902b7";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// The `rotel-agent` binary from the PyPI wheel `cargo xtask setup` installs.
 fn rotel_agent() -> PathBuf {
     let out = Command::new("python3")
-        .args(["-c", "import rotel, os; print(os.path.join(os.path.dirname(rotel.__file__), 'rotel-agent'))"])
+        .args([
+            "-c",
+            "import rotel, os; print(os.path.join(os.path.dirname(rotel.__file__), 'rotel-agent'))",
+        ])
         .output()
         .expect("python3 runs");
     let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
@@ -49,20 +48,27 @@ fn start_collector(grpc: u16, http: u16, log: &std::path::Path) -> Killed {
     let child = Command::new(rotel_agent())
         .args([
             "start",
-            "--otlp-grpc-endpoint", &format!("127.0.0.1:{grpc}"),
-            "--otlp-http-endpoint", &format!("127.0.0.1:{http}"),
-            "--exporter", "blackhole",
-            "--debug-log", "traces",
-            "--debug-log-verbosity", "detailed",
-            "--pid-file", &log.with_extension("pid").to_string_lossy(),
+            "--otlp-grpc-endpoint",
+            &format!("127.0.0.1:{grpc}"),
+            "--otlp-http-endpoint",
+            &format!("127.0.0.1:{http}"),
+            "--exporter",
+            "blackhole",
+            "--debug-log",
+            "traces",
+            "--debug-log-verbosity",
+            "detailed",
+            "--pid-file",
+            &log.with_extension("pid").to_string_lossy(),
         ])
         .stdout(file.try_clone().unwrap())
         .stderr(file)
         .spawn()
         .expect("rotel-agent starts");
+    let collector = Killed(child);
     for _ in 0..200 {
         if std::net::TcpStream::connect(("127.0.0.1", grpc)).is_ok() {
-            return Killed(child);
+            return collector;
         }
         std::thread::sleep(Duration::from_millis(25));
     }
@@ -104,7 +110,9 @@ fn parse_spans(text: &str) -> Vec<Span> {
             spans.extend(current.take());
             continue;
         }
-        let Some(span) = current.as_mut() else { continue };
+        let Some(span) = current.as_mut() else {
+            continue;
+        };
         let field = |prefix: &str| {
             t.strip_prefix(prefix)
                 .map(|v| v.trim_start())
@@ -126,7 +134,9 @@ fn parse_spans(text: &str) -> Vec<Span> {
         } else if in_attrs && t.starts_with("-> ") {
             if let Some((k, v)) = t[3..].split_once(": ") {
                 // Str(x) / Int(5) / Bool(true) → x / 5 / true
-                let v = v.split_once('(').map_or(v, |(_, rest)| rest.trim_end_matches(')'));
+                let v = v
+                    .split_once('(')
+                    .map_or(v, |(_, rest)| rest.trim_end_matches(')'));
                 span.attrs.insert(k.to_string(), v.to_string());
             }
         } else if !t.starts_with("-> ") {
@@ -144,8 +154,8 @@ struct Gateway {
 
 impl Gateway {
     async fn spawn(args: &[&str], env: &[(&str, String)]) -> Gateway {
-        let public = format!("127.0.0.1:{}", free_port());
-        let admin = format!("127.0.0.1:{}", free_port());
+        let public = format!("127.0.0.1:{}", common::free_port());
+        let admin = format!("127.0.0.1:{}", common::free_port());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
         cmd.args(args)
             .args(["--listen", &public, "--admin-listen", &admin])
@@ -158,10 +168,18 @@ impl Gateway {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().expect("gateway starts");
+        let gateway = Gateway {
+            child: Some(cmd.spawn().expect("gateway starts")),
+            public: format!("http://{public}"),
+        };
         for _ in 0..600 {
-            if client().get(format!("http://{admin}/healthz")).send().await.is_ok() {
-                return Gateway { child: Some(child), public: format!("http://{public}") };
+            if client()
+                .get(format!("http://{admin}/healthz"))
+                .send()
+                .await
+                .is_ok()
+            {
+                return gateway;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -171,7 +189,10 @@ impl Gateway {
     /// SIGTERM, then wait: the gateway flushes its spans on the way out.
     async fn stop(mut self) {
         let mut child = self.child.take().unwrap();
-        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
         for _ in 0..600 {
             if child.try_wait().unwrap().is_some() {
                 return;
@@ -203,13 +224,6 @@ async fn post_batch(gw: &Gateway, body: Vec<u8>, traceparent: Option<&str>) -> r
     request.send().await.unwrap()
 }
 
-fn big_batch(n: usize) -> Vec<u8> {
-    let items: Vec<_> = (0..n)
-        .map(|i| json!({"id": i, "name": format!("item number {i}"), "description": "x".repeat(100)}))
-        .collect();
-    serde_json::to_vec(&json!({ "items": items })).unwrap()
-}
-
 fn child_of<'a>(spans: &'a [Span], parent: &Span, name: &str) -> &'a Span {
     spans
         .iter()
@@ -220,7 +234,7 @@ fn child_of<'a>(spans: &'a [Span], parent: &Span, name: &str) -> &'a Span {
 async fn spans_for_both_paths(protocol: &str) {
     require_app_wasm();
     let dir = tempfile::tempdir().unwrap();
-    let (grpc, http) = (free_port(), free_port());
+    let (grpc, http) = (common::free_port(), common::free_port());
     let log = dir.path().join("collector.log");
     let _collector = start_collector(grpc, http, &log);
     let endpoint = if protocol == "grpc" {
@@ -229,7 +243,12 @@ async fn spans_for_both_paths(protocol: &str) {
         format!("http://127.0.0.1:{http}")
     };
     let gw = Gateway::spawn(
-        &["--manifest", "spin.toml", "--data-dir", dir.path().to_str().unwrap()],
+        &[
+            "--manifest",
+            "spin.toml",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+        ],
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol.to_string()),
@@ -244,7 +263,7 @@ async fn spans_for_both_paths(protocol: &str) {
     let wasm = post_batch(&gw, small, Some(&traceparent)).await;
     assert_eq!(wasm.headers()["x-gateway-backend"], "spin-embedded");
     // Native path by the size rule, in a new trace.
-    let big = big_batch(2_000);
+    let big = common::big_batch(2_000);
     assert!(big.len() > 262_144);
     let native = post_batch(&gw, big, None).await;
     assert_eq!(native.headers()["x-gateway-backend"], "native");
@@ -253,13 +272,21 @@ async fn spans_for_both_paths(protocol: &str) {
     let mut spans = Vec::new();
     for _ in 0..100 {
         spans = parse_spans(&std::fs::read_to_string(&log).unwrap());
-        if spans.iter().filter(|s| s.kind == "SPAN_KIND_SERVER").count() >= 2 {
+        if spans
+            .iter()
+            .filter(|s| s.kind == "SPAN_KIND_SERVER")
+            .count()
+            >= 2
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let text = std::fs::read_to_string(&log).unwrap();
-    assert!(text.contains("service.name: Str(gateway-under-test)"), "OTEL_SERVICE_NAME is the resource");
+    assert!(
+        text.contains("service.name: Str(gateway-under-test)"),
+        "OTEL_SERVICE_NAME is the resource"
+    );
 
     // The Wasm request: server span continues the client's trace.
     let server = spans
@@ -277,7 +304,11 @@ async fn spans_for_both_paths(protocol: &str) {
         ("gateway.backend", "spin-embedded"),
         ("client.address", "127.0.0.1"),
     ] {
-        assert_eq!(server.attrs.get(k).map(String::as_str), Some(v), "{k} on {server:#?}");
+        assert_eq!(
+            server.attrs.get(k).map(String::as_str),
+            Some(v),
+            "{k} on {server:#?}"
+        );
     }
     assert!(server.attrs.contains_key("server.address"), "{server:#?}");
     let spin = child_of(&spans, server, "spin");
@@ -292,7 +323,10 @@ async fn spans_for_both_paths(protocol: &str) {
     // The native request: its own trace, with queue and compute apart.
     let server = spans
         .iter()
-        .find(|s| s.kind == "SPAN_KIND_SERVER" && s.attrs.get("gateway.backend").map(String::as_str) == Some("native"))
+        .find(|s| {
+            s.kind == "SPAN_KIND_SERVER"
+                && s.attrs.get("gateway.backend").map(String::as_str) == Some("native")
+        })
         .unwrap_or_else(|| panic!("no native server span: {spans:#?}"));
     assert_ne!(server.trace, CLIENT_TRACE);
     assert_eq!(server.attrs["gateway.fallback.reason"], "size");
@@ -319,15 +353,27 @@ async fn a_collector_that_is_down_costs_requests_nothing() {
     require_app_wasm();
     let dir = tempfile::tempdir().unwrap();
     let gw = Gateway::spawn(
-        &["--manifest", "spin.toml", "--data-dir", dir.path().to_str().unwrap()],
-        &[("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://127.0.0.1:{}", free_port()))],
+        &[
+            "--manifest",
+            "spin.toml",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+        ],
+        &[(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://127.0.0.1:{}", common::free_port()),
+        )],
     )
     .await;
     for _ in 0..20 {
         let small = serde_json::to_vec(&json!({"items": [{"id": 1, "name": "Item1"}]})).unwrap();
         let response = post_batch(&gw, small, None).await;
         assert_eq!(response.status(), 200);
-        let listed = client().get(format!("{}/items", gw.public)).send().await.unwrap();
+        let listed = client()
+            .get(format!("{}/items", gw.public))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(listed.status(), 200);
     }
     gw.stop().await;
@@ -336,23 +382,37 @@ async fn a_collector_that_is_down_costs_requests_nothing() {
 #[tokio::test]
 async fn traceparent_is_continued_or_created_and_forwarded_upstream() {
     let dir = tempfile::tempdir().unwrap();
-    let (grpc, http) = (free_port(), free_port());
+    let (grpc, http) = (common::free_port(), common::free_port());
     let log = dir.path().join("collector.log");
     let _collector = start_collector(grpc, http, &log);
     let fake = fake_spin::start(Mode::Ok).await;
     let gw = Gateway::spawn(
         &["--upstream", &fake.served.base],
-        &[("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://127.0.0.1:{grpc}"))],
+        &[(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://127.0.0.1:{grpc}"),
+        )],
     )
     .await;
 
     // Absent: one is created and forwarded.
-    let response = client().get(format!("{}/items", gw.public)).send().await.unwrap();
+    let response = client()
+        .get(format!("{}/items", gw.public))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
-    let created = fake.last_headers()["traceparent"].to_str().unwrap().to_string();
+    let created = fake.last_headers()["traceparent"]
+        .to_str()
+        .unwrap()
+        .to_string();
     let parts: Vec<&str> = created.split('-').collect();
     assert_eq!(parts.len(), 4, "{created}");
-    assert_eq!((parts[0], parts[1].len(), parts[2].len(), parts[3]), ("00", 32, 16, "01"), "{created}");
+    assert_eq!(
+        (parts[0], parts[1].len(), parts[2].len(), parts[3]),
+        ("00", 32, 16, "01"),
+        "{created}"
+    );
 
     // Present: same trace, the gateway's client span as the new parent.
     let traceparent = format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01");
@@ -363,8 +423,14 @@ async fn traceparent_is_continued_or_created_and_forwarded_upstream() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let forwarded = fake.last_headers()["traceparent"].to_str().unwrap().to_string();
-    assert!(forwarded.starts_with(&format!("00-{CLIENT_TRACE}-")), "{forwarded}");
+    let forwarded = fake.last_headers()["traceparent"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        forwarded.starts_with(&format!("00-{CLIENT_TRACE}-")),
+        "{forwarded}"
+    );
     let forwarded_parent = forwarded.split('-').nth(2).unwrap().to_string();
     assert_ne!(forwarded_parent, CLIENT_SPAN);
     gw.stop().await;
@@ -386,7 +452,10 @@ async fn traceparent_is_continued_or_created_and_forwarded_upstream() {
     assert_eq!(spin.name, "spin");
     assert_eq!(spin.kind, "SPAN_KIND_CLIENT");
     assert_eq!(spin.attrs["gateway.backend"], "spin-external");
-    let server = spans.iter().find(|s| s.id == spin.parent).expect("server span");
+    let server = spans
+        .iter()
+        .find(|s| s.id == spin.parent)
+        .expect("server span");
     assert_eq!(server.kind, "SPAN_KIND_SERVER");
     assert_eq!(server.parent, CLIENT_SPAN);
 }

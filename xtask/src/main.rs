@@ -5,6 +5,7 @@
 //! components, the gateway) is prepared here, idempotently, so a second run
 //! takes seconds.
 
+mod bench;
 mod toolchain;
 
 use std::path::{Path, PathBuf};
@@ -49,6 +50,13 @@ enum Task {
     },
     /// Build only the Spin components.
     BuildComponents,
+    /// Benchmarks: Wasm vs native on the same batches (criterion), and a
+    /// trivial hello under load: native Axum, the embedded host, `wasmtime serve`.
+    Bench {
+        /// Seconds per wrk run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u32,
+    },
 }
 
 fn main() -> Result<()> {
@@ -60,6 +68,11 @@ fn main() -> Result<()> {
             println!("xtask: wasm32-wasip2 toolchain ready ({})", tc.describe());
             toolchain::setup_test_tools()?;
             println!("xtask: test tools ready (prometheus, promtool, chromium, rotel)");
+        }
+        Task::Bench { seconds } => {
+            let tc = toolchain::setup()?;
+            build_components(&root, &tc)?;
+            bench::bench(&root, seconds)?;
         }
         Task::BuildComponents => {
             let tc = toolchain::setup()?;

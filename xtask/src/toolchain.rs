@@ -243,7 +243,10 @@ fn privileged(program: &str) -> Command {
 
 /// Debian packages the test suite runs for real: Prometheus + promtool
 /// (scrape test, config checks) and Chromium (dashboard page test).
-const TEST_PACKAGES: &[(&str, &str)] = &[("prometheus", "/usr/bin/promtool"), ("chromium", "/usr/bin/chromium")];
+const TEST_PACKAGES: &[(&str, &str)] = &[
+    ("prometheus", "/usr/bin/promtool"),
+    ("chromium", "/usr/bin/chromium"),
+];
 
 /// Installs what the tests need besides Rust: Prometheus, Chromium and the
 /// rotel OTLP collector (a PyPI wheel). Fast when already present.

@@ -135,32 +135,31 @@ where
 
     let started = Instant::now();
     let wall_deadline = tokio::time::Instant::now() + timeout + limits::WALL_CLOCK_GRACE;
-    let proxy =
-        match tokio::time::timeout_at(
-            wall_deadline,
-            component
-                .pre
-                .instantiate_async(&mut store)
-                .instrument(tracing::info_span!("wasm.instantiate", wasm.component = %id)),
-        )
-        .await
-        {
-            Ok(Ok(p)) => p,
-            Ok(Err(e)) => {
-                let served = Served {
-                    component: id.clone(),
-                    instantiate: started.elapsed(),
-                };
-                return with_served(instantiate_failure(&id, &e), served);
-            }
-            Err(_) => {
-                let served = Served {
-                    component: id.clone(),
-                    instantiate: started.elapsed(),
-                };
-                return with_served(timeout_response(&id, timeout), served);
-            }
-        };
+    let proxy = match tokio::time::timeout_at(
+        wall_deadline,
+        component
+            .pre
+            .instantiate_async(&mut store)
+            .instrument(tracing::info_span!("wasm.instantiate", wasm.component = %id)),
+    )
+    .await
+    {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => {
+            let served = Served {
+                component: id.clone(),
+                instantiate: started.elapsed(),
+            };
+            return with_served(instantiate_failure(&id, &e), served);
+        }
+        Err(_) => {
+            let served = Served {
+                component: id.clone(),
+                instantiate: started.elapsed(),
+            };
+            return with_served(timeout_response(&id, timeout), served);
+        }
+    };
     let served = Served {
         component: id.clone(),
         instantiate: started.elapsed(),

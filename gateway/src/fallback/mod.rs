@@ -166,7 +166,11 @@ pub async fn serve(
             }
             let kept = clone_parts(&parts);
             let attempt = RequestBody::Buffered(bytes.clone());
-            match call_spin(route, policy, &backends, spin, parts, attempt, &path, client).await {
+            match call_spin(
+                route, policy, &backends, spin, parts, attempt, &path, client,
+            )
+            .await
+            {
                 Ok(response) => response,
                 Err(failure) if route.fallback_on.contains(&failure.trigger()) => {
                     let reason = failure.trigger().as_str();
@@ -298,7 +302,10 @@ pub async fn call_spin(
         .await;
         match &outcome {
             Ok(Ok(response)) => {
-                span.record("http.response.status_code", i64::from(response.status().as_u16()));
+                span.record(
+                    "http.response.status_code",
+                    i64::from(response.status().as_u16()),
+                );
                 if response.status().is_server_error() {
                     span.record("error.type", response.status().as_str());
                 }

@@ -95,7 +95,8 @@ impl Native {
         };
         let queued = queued_at.elapsed();
         let trusted = self.trusted.clone();
-        let compute_span = tracing::info_span!("native.compute", http.request.body.size = body.len() as i64);
+        let compute_span =
+            tracing::info_span!("native.compute", http.request.body.size = body.len() as i64);
         let joined = tokio::task::spawn_blocking(move || {
             let _entered = compute_span.enter();
             let started = Instant::now();
@@ -118,7 +119,8 @@ impl Native {
         };
         let mut response = match result {
             Ok(verdict) => {
-                tracing::Span::current().record("validate.items", (verdict.valid + verdict.invalid) as i64);
+                tracing::Span::current()
+                    .record("validate.items", (verdict.valid + verdict.invalid) as i64);
                 let mut json = verdict.to_json();
                 if self.tampered {
                     json.push(b' ');

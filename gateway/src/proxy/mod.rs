@@ -107,7 +107,10 @@ impl ExternalSpin {
         // The `spin` client span becomes the parent Spin's spans join.
         {
             use tracing_opentelemetry::OpenTelemetrySpanExt;
-            crate::telemetry::propagation::inject(&tracing::Span::current().context(), &mut parts.headers);
+            crate::telemetry::propagation::inject(
+                &tracing::Span::current().context(),
+                &mut parts.headers,
+            );
         }
         if let Ok(host) = HeaderValue::from_str(self.authority.as_str()) {
             parts.headers.insert(header::HOST, host);

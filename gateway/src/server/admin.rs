@@ -163,7 +163,10 @@ async fn reload(State(gateway): State<Arc<Gateway>>) -> Response {
 /// Prometheus text exposition of the gateway's metrics.
 async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response {
     (
-        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         gateway.metrics.render(),
     )
         .into_response()

@@ -27,13 +27,13 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::fallback::{self, Backends};
 use crate::native::NativeTiming;
-use crate::runtime::Runtime;
-use crate::shadow;
-use crate::telemetry::propagation;
 use crate::problem::{self, Problem, ProblemResponse};
 use crate::routing::{self, Match};
 use crate::runtime::Gateway;
+use crate::runtime::Runtime;
+use crate::shadow;
 use crate::spin::RequestBody;
+use crate::telemetry::propagation;
 
 /// The request id header: taken from the client or generated, passed to
 /// the backend, and echoed in the response.
@@ -148,9 +148,10 @@ async fn handle(
         span.record("error.type", status.as_str());
     }
     if !response.headers().contains_key(fallback::BACKEND_HEADER) {
-        response
-            .headers_mut()
-            .insert(fallback::BACKEND_HEADER, HeaderValue::from_static("gateway"));
+        response.headers_mut().insert(
+            fallback::BACKEND_HEADER,
+            HeaderValue::from_static("gateway"),
+        );
     }
     let route_name = route.map_or("unmatched", |r| r.config.name.as_str());
     gateway
@@ -172,7 +173,9 @@ async fn handle(
             .instantiate(route_name, &served.component, served.instantiate);
     }
     if let Some(timing) = response.extensions().get::<NativeTiming>() {
-        gateway.metrics.native(route_name, timing.queued, timing.compute);
+        gateway
+            .metrics
+            .native(route_name, timing.queued, timing.compute);
     }
     response
 }
@@ -200,8 +203,11 @@ async fn route_request(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > config.max_body_bytes as u64) {
-        return ProblemResponse(problem::payload_too_large(&config.name, config.max_body_bytes))
-            .into_response();
+        return ProblemResponse(problem::payload_too_large(
+            &config.name,
+            config.max_body_bytes,
+        ))
+        .into_response();
     }
     let body = if fallback::needs_buffered_body(config, Some(&runtime.spin), &parts.method) {
         match Limited::new(body, config.max_body_bytes).collect().await {
@@ -223,7 +229,10 @@ async fn route_request(
             }
         }
     } else {
-        RequestBody::Streaming(axum::body::Body::new(Limited::new(body, config.max_body_bytes)))
+        RequestBody::Streaming(axum::body::Body::new(Limited::new(
+            body,
+            config.max_body_bytes,
+        )))
     };
     if let RequestBody::Buffered(bytes) = &body {
         tracing::Span::current().record("http.request.body.size", bytes.len() as i64);
@@ -235,7 +244,9 @@ async fn route_request(
 
     // Keep what a shadow replay needs before the request is consumed.
     let sampled = match &body {
-        RequestBody::Buffered(bytes) if config.shadow_sample > 0.0 && rand::random::<f64>() < config.shadow_sample => {
+        RequestBody::Buffered(bytes)
+            if config.shadow_sample > 0.0 && rand::random::<f64>() < config.shadow_sample =>
+        {
             Some((fallback::clone_parts(&parts), bytes.clone()))
         }
         _ => None,

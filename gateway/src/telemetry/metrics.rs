@@ -62,7 +62,10 @@ impl Metrics {
                 _ => opentelemetry_otlp::MetricExporter::builder()
                     .with_http()
                     .with_protocol(Protocol::HttpBinary)
-                    .with_endpoint(format!("{}/v1/metrics", target.endpoint.trim_end_matches('/')))
+                    .with_endpoint(format!(
+                        "{}/v1/metrics",
+                        target.endpoint.trim_end_matches('/')
+                    ))
                     .build()?,
             };
             builder = builder.with_reader(
@@ -116,7 +119,9 @@ impl Metrics {
                 .build(),
             shadow_comparisons: meter
                 .u64_counter("gateway.shadow.comparisons")
-                .with_description("Shadow comparisons of Wasm and native answers: match, mismatch, dropped")
+                .with_description(
+                    "Shadow comparisons of Wasm and native answers: match, mismatch, dropped",
+                )
                 .build(),
             circuit_state: meter
                 .i64_gauge("gateway.circuit.state")
@@ -183,7 +188,8 @@ impl Metrics {
 
     /// A request shed by the concurrency limit.
     pub fn shed(&self, route: &str) {
-        self.shed.add(1, &[KeyValue::new("route", route.to_string())]);
+        self.shed
+            .add(1, &[KeyValue::new("route", route.to_string())]);
     }
 
     /// The breaker's state now (also set at start for every route).

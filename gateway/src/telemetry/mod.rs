@@ -95,7 +95,10 @@ pub fn init(target: Option<&OtlpTarget>) -> anyhow::Result<TracingGuard> {
             _ => opentelemetry_otlp::SpanExporter::builder()
                 .with_http()
                 .with_protocol(Protocol::HttpBinary)
-                .with_endpoint(format!("{}/v1/traces", target.endpoint.trim_end_matches('/')))
+                .with_endpoint(format!(
+                    "{}/v1/traces",
+                    target.endpoint.trim_end_matches('/')
+                ))
                 .build()?,
         };
         let processor = BatchSpanProcessor::builder(exporter)

@@ -102,7 +102,9 @@ impl Stats {
 
     /// Records a fallback to native.
     pub fn fallback(&self, route: &str, reason: &str) {
-        self.with(route, |r| *r.fallbacks.entry(reason.to_string()).or_default() += 1);
+        self.with(route, |r| {
+            *r.fallbacks.entry(reason.to_string()).or_default() += 1
+        });
     }
 
     /// Records a shadow outcome.
@@ -157,11 +159,19 @@ mod tests {
         let snap = stats.snapshot();
         assert_eq!(snap.routes.len(), 1);
         let route = &snap.routes[0];
-        let native = route.backends.iter().find(|b| b.backend == "native").unwrap();
+        let native = route
+            .backends
+            .iter()
+            .find(|b| b.backend == "native")
+            .unwrap();
         assert_eq!(native.count, 100);
         assert!((native.p50_ms - 50.0).abs() < 0.5, "{native:?}");
         assert!((native.p99_ms - 99.0).abs() < 0.5, "{native:?}");
-        let spin = route.backends.iter().find(|b| b.backend == "spin-embedded").unwrap();
+        let spin = route
+            .backends
+            .iter()
+            .find(|b| b.backend == "spin-embedded")
+            .unwrap();
         assert_eq!(spin.count, 1);
         assert_eq!(route.fallbacks["timeout"], 2);
         assert_eq!(route.shadow["match"], 1);

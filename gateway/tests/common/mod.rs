@@ -215,3 +215,28 @@ pub async fn start_all_spin() -> TestGateway {
     })
     .await
 }
+
+/// Two items, one valid and one not: answered by Wasm on `auto` routes.
+pub fn small_batch() -> Vec<u8> {
+    serde_json::to_vec(
+        &serde_json::json!({"items": [{"id": 1, "name": "Item1"}, {"id": 2, "name": ""}]}),
+    )
+    .expect("serializable")
+}
+
+/// `n` items of ~200 bytes; 2,000 of them exceed validate's built-in
+/// `native_above_bytes` (256 KiB), so the size rule sends them to native.
+pub fn big_batch(n: usize) -> Vec<u8> {
+    let items: Vec<serde_json::Value> = (0..n)
+        .map(|i| serde_json::json!({"id": i, "name": format!("item {i}"), "description": "d".repeat(150)}))
+        .collect();
+    serde_json::to_vec(&serde_json::json!({ "items": items })).expect("serializable")
+}
+
+/// A loopback port free right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
