@@ -56,6 +56,8 @@ fn start_collector(grpc: u16, http: u16, log: &std::path::Path) -> Killed {
             "blackhole",
             "--debug-log",
             "traces",
+            "--debug-log",
+            "metrics",
             "--debug-log-verbosity",
             "detailed",
             "--pid-file",
@@ -106,7 +108,11 @@ fn parse_spans(text: &str) -> Vec<Span> {
             in_attrs = false;
             continue;
         }
-        if t.starts_with("ResourceSpans #") || t.starts_with("ScopeSpans #") {
+        if t.starts_with("ResourceSpans #")
+            || t.starts_with("ScopeSpans #")
+            || t.starts_with("ResourceMetrics #")
+            || t.starts_with("Metric #")
+        {
             spans.extend(current.take());
             continue;
         }
@@ -336,6 +342,19 @@ async fn spans_for_both_paths(protocol: &str) {
     assert_eq!(native.attrs["validate.items"], "2000");
     child_of(&spans, native, "native.queue");
     child_of(&spans, native, "native.compute");
+
+    // Metrics went over OTLP too (flushed at shutdown).
+    for metric in [
+        "gateway.request.duration",
+        "gateway.wasm.instantiate.duration",
+        "gateway.native.compute.duration",
+        "gateway.fallbacks",
+    ] {
+        assert!(
+            text.contains(&format!("Name: {metric}\n")),
+            "metric {metric} exported over OTLP"
+        );
+    }
 }
 
 #[tokio::test]
