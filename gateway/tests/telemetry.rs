@@ -156,6 +156,7 @@ fn parse_spans(text: &str) -> Vec<Span> {
 struct Gateway {
     child: Option<Child>,
     public: String,
+    admin: String,
 }
 
 impl Gateway {
@@ -177,6 +178,7 @@ impl Gateway {
         let gateway = Gateway {
             child: Some(cmd.spawn().expect("gateway starts")),
             public: format!("http://{public}"),
+            admin: format!("http://{admin}"),
         };
         for _ in 0..600 {
             if client()

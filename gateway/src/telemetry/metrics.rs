@@ -76,6 +76,21 @@ impl Metrics {
         }
         let provider = builder.build();
         let meter = provider.meter("gateway");
+        meter
+            .u64_observable_counter("gateway.telemetry.spans")
+            .with_description("Spans exported over OTLP (result=exported) or lost to a failed export (result=failed)")
+            .with_callback(|observer| {
+                use std::sync::atomic::Ordering;
+                observer.observe(
+                    super::SPANS_EXPORTED.load(Ordering::Relaxed),
+                    &[KeyValue::new("result", "exported")],
+                );
+                observer.observe(
+                    super::SPANS_FAILED.load(Ordering::Relaxed),
+                    &[KeyValue::new("result", "failed")],
+                );
+            })
+            .build();
         let seconds = |name: &'static str, description: &'static str| {
             meter
                 .f64_histogram(name)

@@ -14,12 +14,16 @@ pub mod metrics;
 pub mod propagation;
 pub mod stats;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use opentelemetry::global;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
+use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
@@ -67,6 +71,41 @@ pub fn resource() -> Resource {
     }
 }
 
+/// Spans handed to the collector, and spans lost because an export failed
+/// (collector down or refusing). Process-wide, like the tracer; exported as
+/// `gateway_telemetry_spans_total{result}`. Spans dropped because the
+/// bounded queue was full are reported by the SDK itself in the log.
+pub static SPANS_EXPORTED: AtomicU64 = AtomicU64::new(0);
+/// See [`SPANS_EXPORTED`].
+pub static SPANS_FAILED: AtomicU64 = AtomicU64::new(0);
+
+/// Counts what the wrapped exporter delivers and loses.
+#[derive(Debug)]
+struct Counting<E>(E);
+
+impl<E: SpanExporter> SpanExporter for Counting<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let n = batch.len() as u64;
+        let result = self.0.export(batch).await;
+        let counter = if result.is_ok() {
+            &SPANS_EXPORTED
+        } else {
+            &SPANS_FAILED
+        };
+        counter.fetch_add(n, Ordering::Relaxed);
+        result
+    }
+    fn shutdown_with_timeout(&self, timeout: std::time::Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.force_flush()
+    }
+    fn set_resource(&mut self, resource: &Resource) {
+        self.0.set_resource(resource);
+    }
+}
+
 /// Keeps the tracer provider alive; flushes pending spans when dropped.
 pub struct TracingGuard {
     provider: SdkTracerProvider,
@@ -101,7 +140,7 @@ pub fn init(target: Option<&OtlpTarget>) -> anyhow::Result<TracingGuard> {
                 ))
                 .build()?,
         };
-        let processor = BatchSpanProcessor::builder(exporter)
+        let processor = BatchSpanProcessor::builder(Counting(exporter))
             .with_batch_config(
                 BatchConfigBuilder::default()
                     .with_max_queue_size(4096)
