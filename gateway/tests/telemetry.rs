@@ -324,6 +324,10 @@ async fn spans_for_both_paths(protocol: &str) {
     assert_eq!(spin.attrs["gateway.route"], "validate");
     assert_eq!(spin.attrs["http.response.status_code"], "200");
     assert!(spin.attrs.contains_key("http.request.body.size"));
+    assert_eq!(
+        spin.attrs["validate.items"], "1",
+        "read from the streamed verdict"
+    );
     let instantiate = child_of(&spans, spin, "wasm.instantiate");
     assert_eq!(instantiate.attrs["wasm.component"], "validate");
     child_of(&spans, spin, "wasm.handle");

@@ -29,7 +29,7 @@ use tower::retry::backoff::{Backoff, ExponentialBackoffMaker, MakeBackoff};
 use tower::retry::budget::{Budget, TpsBudget};
 use tower::util::rng::HasherRng;
 
-use crate::config::{BackendKind, FallbackTrigger, RouteConfig};
+use crate::config::{BackendKind, FallbackTrigger, NativeHandler, RouteConfig};
 use crate::native::Native;
 use crate::problem::{Problem, ProblemResponse};
 use crate::spin::{RequestBody, SpinBackend, SpinError};
@@ -292,6 +292,7 @@ pub async fn call_spin(
             http.request.body.size = buffered.as_ref().map_or(0, |b| b.len() as i64),
             http.response.status_code = tracing::field::Empty,
             error.type = tracing::field::Empty,
+            validate.items = tracing::field::Empty,
         );
         let _in_flight = backends.metrics.in_flight(spin.label());
         let outcome = tokio::time::timeout(
@@ -325,6 +326,11 @@ pub async fn call_spin(
                 if let Some(t) = attempt.record(true) {
                     log_transition(route, backends.metrics, t);
                 }
+                let response = if route.native == Some(NativeHandler::Validate) {
+                    record_batch_size(response, span.clone())
+                } else {
+                    response
+                };
                 return Ok(hold_until_body_ends(label(response, spin), permit));
             }
             Ok(Ok(response)) => Failure::ServerError(label(response, spin)),
@@ -345,6 +351,38 @@ pub async fn call_spin(
             backoff.next_backoff().await;
         }
     }
+}
+
+/// Records `validate.items` on the `spin` span from the verdict as it
+/// streams past: the component's answer starts `{"valid":N,"invalid":M`,
+/// so the first frame is enough and nothing is buffered.
+fn record_batch_size(response: Response, span: tracing::Span) -> Response {
+    if response.status() != http::StatusCode::OK {
+        return response;
+    }
+    let mut seen = false;
+    response.map(|body| {
+        Body::new(body.map_frame(move |frame| {
+            if !seen {
+                seen = true;
+                if let Some(items) = frame.data_ref().and_then(|d| verdict_items(d)) {
+                    span.record("validate.items", items);
+                }
+            }
+            frame
+        }))
+    })
+}
+
+/// `valid + invalid` from the start of a verdict document.
+fn verdict_items(prefix: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(prefix.get(..prefix.len().min(64))?).ok()?;
+    let number = |key: &str| -> Option<i64> {
+        let rest = text.split(key).nth(1)?;
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    };
+    Some(number("\"valid\":")? + number("\"invalid\":")?)
 }
 
 /// Marks a response as Spin's.
@@ -479,4 +517,23 @@ fn misconfigured(route: &RouteConfig) -> Response {
         format!("route `{}` has no backend able to serve it", route.name),
     ))
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::verdict_items;
+
+    #[test]
+    fn batch_size_is_read_from_the_verdict_prefix() {
+        assert_eq!(
+            verdict_items(br#"{"valid":3,"invalid":14,"results":[{"#),
+            Some(17)
+        );
+        assert_eq!(
+            verdict_items(br#"{"valid":0,"invalid":0,"results":[]}"#),
+            Some(0)
+        );
+        assert_eq!(verdict_items(br#"{"type":"about:blank"}"#), None);
+        assert_eq!(verdict_items(b"\xff\xfe"), None);
+    }
 }
