@@ -401,6 +401,36 @@ async fn a_collector_that_is_down_costs_requests_nothing() {
             .unwrap();
         assert_eq!(listed.status(), 200);
     }
+    // The spans lost to the unreachable collector are counted, not silently gone.
+    let failed = |text: &str| {
+        text.lines()
+            .find(|l| {
+                l.starts_with("gateway_telemetry_spans_total") && l.contains("result=\"failed\"")
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let mut seen = 0.0;
+    for _ in 0..300 {
+        let text = client()
+            .get(format!("{}/metrics", gw.admin))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        seen = failed(&text);
+        if seen > 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        seen > 0.0,
+        "spans lost to the unreachable collector are counted"
+    );
     gw.stop().await;
 }
 
