@@ -14,7 +14,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use items_core::TrustedKeys;
 
-use crate::config::{Config, ConfigError, RouteConfig, SpinMode};
+use crate::config::{self, Config, ConfigError, RouteConfig, SpinMode};
 use crate::fallback::RoutePolicy;
 use crate::native::Native;
 use crate::proxy::ExternalSpin;
@@ -75,9 +75,11 @@ impl Overrides {
                 },
                 SpinMode::External { .. } => SpinMode::Embedded {
                     manifest: manifest.clone(),
-                    data_dir: PathBuf::from(".data"),
-                    component_timeout: std::time::Duration::from_secs(30),
-                    component_memory_bytes: 256 << 20,
+                    data_dir: PathBuf::from(config::DEFAULT_DATA_DIR),
+                    component_timeout: std::time::Duration::from_millis(
+                        config::DEFAULT_COMPONENT_TIMEOUT_MS,
+                    ),
+                    component_memory_bytes: config::DEFAULT_COMPONENT_MEMORY_MIB << 20,
                 },
             };
         }
@@ -121,21 +123,16 @@ impl Runtime {
     ) -> anyhow::Result<Runtime> {
         let table = RouteTable::new(config.routes.iter().map(|r| (&r.method, r.path.as_str())))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let spin = match previous {
-            Some(prev) if prev.config.spin == config.spin => prev.spin.clone(),
-            _ => build_spin(&config.spin, overrides)?,
-        };
-        let trusted = trusted_keys(&config.spin, overrides)?;
-        let native = match previous {
-            Some(prev) if prev.config.spin == config.spin => prev.native.clone(),
-            _ => {
-                let native = Native::new(trusted, workers());
-                if overrides.tamper_native_output {
-                    native.tampered_for_tests()
-                } else {
-                    native
-                }
+        // Both depend only on `[spin]`: an unchanged section keeps them
+        // (no recompiling components, no re-reading the manifest).
+        let (spin, native) = match previous {
+            Some(prev) if prev.config.spin == config.spin => {
+                (prev.spin.clone(), prev.native.clone())
             }
+            _ => (
+                build_spin(&config.spin, overrides)?,
+                build_native(&config.spin, overrides)?,
+            ),
         };
         let routes = config
             .routes
@@ -190,6 +187,16 @@ fn build_spin(mode: &SpinMode, overrides: &Overrides) -> anyhow::Result<SpinBack
         SpinMode::External { upstream } => {
             SpinBackend::External(Box::new(ExternalSpin::new(upstream)?))
         }
+    })
+}
+
+/// The native handlers, trusting what the components trust.
+fn build_native(mode: &SpinMode, overrides: &Overrides) -> anyhow::Result<Native> {
+    let native = Native::new(trusted_keys(mode, overrides)?, workers());
+    Ok(if overrides.tamper_native_output {
+        native.tampered_for_tests()
+    } else {
+        native
     })
 }
 

@@ -16,6 +16,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 use crate::run;
+use crate::toolchain::which;
 
 struct Killed(Child);
 impl Drop for Killed {
@@ -191,12 +192,4 @@ fn wrk(url: &str, seconds: u32) -> Result<(f64, String)> {
         .map(|v| v.trim().to_string())
         .unwrap_or_else(|| "?".into());
     Ok((rps, p99))
-}
-
-fn which(program: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(program))
-            .find(|p| p.is_file())
-    })
 }

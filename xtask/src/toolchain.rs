@@ -217,7 +217,8 @@ fn find_component_ld() -> Option<PathBuf> {
         .or_else(|| which("wasm-component-ld"))
 }
 
-fn which(program: &str) -> Option<PathBuf> {
+/// The first `program` on `PATH`.
+pub(crate) fn which(program: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|dir| dir.join(program))

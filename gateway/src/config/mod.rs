@@ -22,6 +22,13 @@ use http::Method;
 
 pub use validate::{ConfigError, parse_upstream};
 
+/// `[spin].data_dir` when the file leaves it out.
+pub const DEFAULT_DATA_DIR: &str = ".data";
+/// `[spin].component_timeout_ms` when the file leaves it out.
+pub const DEFAULT_COMPONENT_TIMEOUT_MS: u64 = 30_000;
+/// `[spin].component_memory_mib` when the file leaves it out.
+pub const DEFAULT_COMPONENT_MEMORY_MIB: usize = 256;
+
 /// Which Spin the `spin` backend talks to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SpinMode {

@@ -221,7 +221,7 @@ fn spin_mode(ctx: &Ctx, spin: &schema::Spin) -> Result<SpinMode, ConfigError> {
             let data_dir = spin
                 .data_dir
                 .as_ref()
-                .map_or(".data", |d| d.get_ref().as_str());
+                .map_or(super::DEFAULT_DATA_DIR, |d| d.get_ref().as_str());
             Ok(SpinMode::Embedded {
                 manifest: PathBuf::from(manifest),
                 data_dir: PathBuf::from(data_dir),
@@ -229,13 +229,13 @@ fn spin_mode(ctx: &Ctx, spin: &schema::Spin) -> Result<SpinMode, ConfigError> {
                     &spin.component_timeout_ms,
                     "spin.component_timeout_ms",
                     1..=3_600_000,
-                    30_000u64,
+                    super::DEFAULT_COMPONENT_TIMEOUT_MS,
                 )?),
                 component_memory_bytes: ctx.int_in::<usize>(
                     &spin.component_memory_mib,
                     "spin.component_memory_mib",
                     1..=65_536,
-                    256,
+                    super::DEFAULT_COMPONENT_MEMORY_MIB,
                 )? * 1024
                     * 1024,
             })

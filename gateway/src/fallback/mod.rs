@@ -142,12 +142,7 @@ pub async fn serve(
             };
             match call_spin(route, policy, &backends, spin, parts, body, &path, client).await {
                 Ok(response) => response,
-                Err(failure) => {
-                    if matches!(failure, Failure::Overloaded) {
-                        backends.metrics.shed(&route.name);
-                    }
-                    failure_response(route, spin, failure)
-                }
+                Err(failure) => failure_response(route, spin, backends.metrics, failure),
             }
         }
         BackendKind::Auto => {
@@ -178,12 +173,7 @@ pub async fn serve(
                     let body = RequestBody::Buffered(bytes);
                     native(route, &backends, &kept, body, Some(reason)).await
                 }
-                Err(failure) => {
-                    if matches!(failure, Failure::Overloaded) {
-                        backends.metrics.shed(&route.name);
-                    }
-                    failure_response(route, spin, failure)
-                }
+                Err(failure) => failure_response(route, spin, backends.metrics, failure),
             }
         }
     }
@@ -433,7 +423,15 @@ pub(crate) fn clone_parts(parts: &http::request::Parts) -> http::request::Parts 
 }
 
 /// The answer when Spin failed and native does not stand in.
-fn failure_response(route: &RouteConfig, spin: &SpinBackend, failure: Failure) -> Response {
+fn failure_response(
+    route: &RouteConfig,
+    spin: &SpinBackend,
+    metrics: &Metrics,
+    failure: Failure,
+) -> Response {
+    if matches!(failure, Failure::Overloaded) {
+        metrics.shed(&route.name);
+    }
     let backend = spin.describe();
     let (problem, retry_after) = match failure {
         Failure::ServerError(response) => return response,

@@ -84,10 +84,7 @@ impl ExternalSpin {
         spin_path: &str,
         client: SocketAddr,
     ) -> Result<Response, ProxyError> {
-        let path_and_query = match parts.uri.query() {
-            Some(q) => format!("{spin_path}?{q}"),
-            None => spin_path.to_string(),
-        };
+        let path_and_query = crate::routing::with_query(spin_path, &parts.uri);
         let uri = Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())

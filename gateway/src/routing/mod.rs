@@ -139,6 +139,15 @@ pub fn fill_template(template: &str, params: &[(String, String)]) -> String {
     out
 }
 
+/// The backend path for a request: `path` plus the public request's query
+/// string, unchanged (both Spin modes route by it).
+pub fn with_query(path: &str, uri: &http::Uri) -> String {
+    match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

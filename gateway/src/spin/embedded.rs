@@ -48,10 +48,7 @@ impl EmbeddedSpin {
         spin_path: &str,
         client_addr: SocketAddr,
     ) -> Response {
-        let path_and_query = match parts.uri.query() {
-            Some(q) => format!("{spin_path}?{q}"),
-            None => spin_path.to_string(),
-        };
+        let path_and_query = crate::routing::with_query(spin_path, &parts.uri);
         let mut uri = parts.uri.clone().into_parts();
         uri.path_and_query = PathAndQuery::try_from(path_and_query).ok();
         if let Ok(rewritten) = http::Uri::from_parts(uri) {
