@@ -118,8 +118,32 @@ fn main() -> Result<()> {
                 .current_dir(&root)
                 .args(["test", "--workspace", "--locked"])
                 .args(&cargo_args))?;
+            // The benchmark's quick run: every scenario must run and the
+            // report must match its schema (structure only, never times).
+            // Skipped when only some tests were asked for.
+            if cargo_args.is_empty() {
+                bench_quick_and_check(&root)?;
+            } else {
+                println!("xtask: test filter given; skipping `cargo xtask bench --quick`");
+            }
         }
     }
+    Ok(())
+}
+
+/// `cargo xtask bench --quick`, then the report checked against its schema.
+fn bench_quick_and_check(root: &Path) -> Result<()> {
+    toolchain::setup_bench_tools()?;
+    let options = bench::Options {
+        quick: true,
+        seconds: None,
+    };
+    let report = bench::bench(root, &options)?;
+    bench::check::check_report_file(root, &report)?;
+    println!(
+        "xtask: benchmark report matches {}",
+        bench::check::SCHEMA_PATH
+    );
     Ok(())
 }
 
