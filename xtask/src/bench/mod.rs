@@ -92,11 +92,13 @@ pub fn bench(root: &Path, options: &Options) -> Result<PathBuf> {
         plan: &plan,
     };
 
-    let validate = scenarios::validate(&env).context("scenario 1 (validate)")?;
-    let hello = scenarios::hello(&env).context("scenario 2 (hello)")?;
-    let gateway_overhead = scenarios::overhead(&env).context("scenario 3 (gateway overhead)")?;
-    let cold_start = scenarios::cold_start(&env).context("scenario 4 (cold start)")?;
-    let rss = scenarios::rss(&env).context("scenario 5 (memory)")?;
+    let validate = timed("scenario 1 (validate)", || scenarios::validate(&env))?;
+    let hello = timed("scenario 2 (hello)", || scenarios::hello(&env))?;
+    let gateway_overhead = timed("scenario 3 (gateway overhead)", || {
+        scenarios::overhead(&env)
+    })?;
+    let cold_start = timed("scenario 4 (cold start)", || scenarios::cold_start(&env))?;
+    let rss = timed("scenario 5 (memory)", || scenarios::rss(&env))?;
     let targets = report::targets(&validate, &hello, &gateway_overhead, &cold_start, &rss)?;
 
     let report = Report {
@@ -143,6 +145,17 @@ pub fn bench(root: &Path, options: &Options) -> Result<PathBuf> {
         started.elapsed().as_secs_f64()
     );
     Ok(json_path)
+}
+
+/// Runs one scenario, naming it in its error and printing how long it took.
+fn timed<T>(name: &str, scenario: impl FnOnce() -> Result<T>) -> Result<T> {
+    let started = Instant::now();
+    let result = scenario().context(name.to_string())?;
+    println!(
+        "xtask bench: {name} took {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(result)
 }
 
 /// The 1-minute load average (0 when unknown).

@@ -82,7 +82,7 @@ impl Plan {
             rss_early: 200,
             rss_late: 2_000,
             warmup_requests: 10,
-            warmup: Duration::from_millis(300),
+            warmup: Duration::from_millis(200),
         }
     }
 }
