@@ -66,12 +66,16 @@ impl Overrides {
                     data_dir,
                     component_timeout,
                     component_memory_bytes,
+                    max_instances,
+                    reuse,
                     ..
                 } => SpinMode::Embedded {
                     manifest: manifest.clone(),
                     data_dir,
                     component_timeout,
                     component_memory_bytes,
+                    max_instances,
+                    reuse,
                 },
                 SpinMode::External { .. } => SpinMode::Embedded {
                     manifest: manifest.clone(),
@@ -80,6 +84,8 @@ impl Overrides {
                         config::DEFAULT_COMPONENT_TIMEOUT_MS,
                     ),
                     component_memory_bytes: config::DEFAULT_COMPONENT_MEMORY_MIB << 20,
+                    max_instances: config::default_max_instances(&config.routes),
+                    reuse: Default::default(),
                 },
             };
         }
@@ -166,11 +172,24 @@ fn build_spin(mode: &SpinMode, overrides: &Overrides) -> anyhow::Result<SpinBack
             data_dir,
             component_timeout,
             component_memory_bytes,
+            max_instances,
+            reuse,
         } => {
             let host = spin_host::HostConfig {
                 data_dir: data_dir.clone(),
                 request_timeout: *component_timeout,
                 max_memory_bytes: *component_memory_bytes,
+                max_concurrent_instances: *max_instances,
+                reuse: reuse
+                    .iter()
+                    .map(|(id, r)| {
+                        let policy = spin_host::ReusePolicy {
+                            max_requests: r.max_requests,
+                            idle: r.idle,
+                        };
+                        (id.clone(), policy)
+                    })
+                    .collect(),
                 variables: overrides.variables.clone(),
                 ..spin_host::HostConfig::default()
             };

@@ -14,13 +14,14 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use http::Method;
 
-pub use validate::{ConfigError, parse_upstream};
+pub use validate::{ConfigError, default_max_instances, parse_upstream};
 
 /// `[spin].data_dir` when the file leaves it out.
 pub const DEFAULT_DATA_DIR: &str = ".data";
@@ -28,6 +29,25 @@ pub const DEFAULT_DATA_DIR: &str = ".data";
 pub const DEFAULT_COMPONENT_TIMEOUT_MS: u64 = 30_000;
 /// `[spin].component_memory_mib` when the file leaves it out.
 pub const DEFAULT_COMPONENT_MEMORY_MIB: usize = 256;
+/// `reuse.max_requests` when a `[spin.component.<id>] reuse` table leaves it out.
+pub const DEFAULT_REUSE_MAX_REQUESTS: u32 = 128;
+/// `reuse.idle_ms` when a `[spin.component.<id>] reuse` table leaves it out.
+pub const DEFAULT_REUSE_IDLE_MS: u64 = 60_000;
+
+/// Serving requests serially on a warm instance of one component, instead
+/// of Spin's fresh instance per request (embedded host only).
+///
+/// Opt-in per component because it trades isolation for speed: a request
+/// can see what an earlier one left in the instance's memory (statics,
+/// caches). The instance is recycled after `max_requests`, after `idle`
+/// without work, and after any trap, deadline or error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reuse {
+    /// Requests per instance before it is recycled.
+    pub max_requests: u32,
+    /// Idle time after which an instance is recycled.
+    pub idle: Duration,
+}
 
 /// Which Spin the `spin` backend talks to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,6 +62,11 @@ pub enum SpinMode {
         component_timeout: Duration,
         /// Linear-memory cap per instance.
         component_memory_bytes: usize,
+        /// Instances alive at once (busy or idle); by default the sum of
+        /// the Spin routes' `concurrency`, so route limits shed first.
+        max_instances: u32,
+        /// Components that reuse instances, by component id.
+        reuse: BTreeMap<String, Reuse>,
     },
     /// A running `spin up`, reached over HTTP.
     External {

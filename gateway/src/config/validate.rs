@@ -133,7 +133,7 @@ pub(super) fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
             "must differ from server.listen",
         ));
     }
-    let spin = spin_mode(&ctx, &parsed.spin)?;
+    let mut spin = spin_mode(&ctx, &parsed.spin)?;
 
     if parsed.route.is_empty() {
         return Err(ctx.err(0..0, "route", "at least one [[route]] is required"));
@@ -161,6 +161,12 @@ pub(super) fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
             ));
         }
         routes.push(checked);
+    }
+
+    if let SpinMode::Embedded { max_instances, .. } = &mut spin
+        && parsed.spin.max_instances.is_none()
+    {
+        *max_instances = default_max_instances(&routes);
     }
 
     Ok(Config {
@@ -203,6 +209,58 @@ fn socket_addr(
     })
 }
 
+/// Largest `[spin].max_instances`: each slot reserves address space for its
+/// memories in the pooling allocator.
+const MAX_INSTANCES: i64 = 100_000;
+
+/// The pool size when `[spin].max_instances` is absent: enough slots for
+/// every Spin route to use its whole `concurrency`, so a route's own limit
+/// (which sheds or falls back route by route) is reached before the host's
+/// shared pool is.
+pub fn default_max_instances(routes: &[RouteConfig]) -> u32 {
+    let sum: usize = routes
+        .iter()
+        .filter(|r| r.backend != BackendKind::Native)
+        .map(|r| r.concurrency)
+        .sum();
+    u32::try_from(sum.clamp(1, MAX_INSTANCES as usize)).unwrap_or(1)
+}
+
+/// `[spin.component.<id>]` tables: only `reuse` today.
+fn component_reuse(
+    ctx: &Ctx,
+    spin: &schema::Spin,
+) -> Result<std::collections::BTreeMap<String, super::Reuse>, ConfigError> {
+    let mut out = std::collections::BTreeMap::new();
+    for (id, settings) in spin.component.iter().flatten() {
+        let Some(reuse) = &settings.get_ref().reuse else {
+            continue;
+        };
+        let field = |name: &str| format!("spin.component.{id}.reuse.{name}");
+        let r = reuse.get_ref();
+        let max_requests = ctx.int_in(
+            &r.max_requests,
+            &field("max_requests"),
+            1..=1_000_000,
+            super::DEFAULT_REUSE_MAX_REQUESTS,
+        )?;
+        let idle_ms: u64 = ctx.int_in(
+            &r.idle_ms,
+            &field("idle_ms"),
+            1..=3_600_000,
+            super::DEFAULT_REUSE_IDLE_MS,
+        )?;
+        out.insert(
+            id.clone(),
+            super::Reuse {
+                max_requests,
+                idle: Duration::from_millis(idle_ms),
+            },
+        );
+    }
+    Ok(out)
+}
+
 fn spin_mode(ctx: &Ctx, spin: &schema::Spin) -> Result<SpinMode, ConfigError> {
     let mode = spin
         .mode
@@ -238,6 +296,14 @@ fn spin_mode(ctx: &Ctx, spin: &schema::Spin) -> Result<SpinMode, ConfigError> {
                     super::DEFAULT_COMPONENT_MEMORY_MIB,
                 )? * 1024
                     * 1024,
+                // Replaced by the routes' total concurrency when absent.
+                max_instances: ctx.int_in(
+                    &spin.max_instances,
+                    "spin.max_instances",
+                    1..=MAX_INSTANCES,
+                    1,
+                )?,
+                reuse: component_reuse(ctx, spin)?,
             })
         }
         "external" => {

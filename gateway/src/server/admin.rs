@@ -78,13 +78,27 @@ async fn show_config(State(gateway): State<Arc<Gateway>>) -> Response {
             data_dir,
             component_timeout,
             component_memory_bytes,
+            max_instances,
+            reuse,
         } => {
+            let reuse: serde_json::Map<String, serde_json::Value> = reuse
+                .iter()
+                .map(|(id, r)| {
+                    let settings = serde_json::json!({
+                        "max_requests": r.max_requests,
+                        "idle_ms": r.idle.as_millis() as u64,
+                    });
+                    (id.clone(), settings)
+                })
+                .collect();
             serde_json::json!({
                 "mode": "embedded",
                 "manifest": manifest,
                 "data_dir": data_dir,
                 "component_timeout_ms": component_timeout.as_millis() as u64,
                 "component_memory_bytes": component_memory_bytes,
+                "max_instances": max_instances,
+                "reuse": reuse,
             })
         }
         SpinMode::External { upstream } => {
