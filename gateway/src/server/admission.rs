@@ -283,6 +283,13 @@ pub struct BodyWatch {
 }
 
 impl BodyWatch {
+    /// Marks the body as received in full (unless it already failed).
+    fn complete(&self) {
+        let _ = self
+            .state
+            .compare_exchange(READING, COMPLETE, Ordering::AcqRel, Ordering::Acquire);
+    }
+
     fn fail(&self, error: BodyError) {
         if let Ok(mut slot) = self.error.lock() {
             slot.get_or_insert(error);
@@ -321,6 +328,9 @@ pub struct AdmittedBody {
     reservation: Option<Reservation>,
     watch: Arc<BodyWatch>,
     done: bool,
+    /// The declared length, if any: once that much has arrived the body is
+    /// complete, even if the reader never polls for the end.
+    expected: Option<u64>,
 }
 
 impl AdmittedBody {
@@ -337,6 +347,11 @@ impl AdmittedBody {
             timeout,
             ..BodyWatch::default()
         });
+        // An empty body (a GET) is complete before anyone reads it.
+        if inner.is_end_stream() {
+            watch.complete();
+        }
+        let expected = inner.size_hint().exact();
         let body = AdmittedBody {
             inner,
             limit,
@@ -347,6 +362,7 @@ impl AdmittedBody {
             reservation,
             watch: watch.clone(),
             done: false,
+            expected,
         };
         (body, watch)
     }
@@ -395,6 +411,9 @@ impl HttpBody for AdmittedBody {
                             return this.fail(BodyError::OverBudget { limit });
                         }
                     }
+                    if this.expected == Some(this.seen as u64) {
+                        this.watch.complete();
+                    }
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -404,7 +423,7 @@ impl HttpBody for AdmittedBody {
             }
             Poll::Ready(None) => {
                 this.done = true;
-                this.watch.state.store(COMPLETE, Ordering::Release);
+                this.watch.complete();
                 Poll::Ready(None)
             }
             Poll::Pending => {
@@ -418,7 +437,11 @@ impl HttpBody for AdmittedBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done || self.inner.is_end_stream()
+        let end = self.done || self.inner.is_end_stream();
+        if end {
+            self.watch.complete();
+        }
+        end
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -477,6 +500,33 @@ mod tests {
         let err = body.collect().await.err().expect("over budget");
         assert_eq!(err, BodyError::OverBudget { limit: 8 });
         assert_eq!(b.used(), 0, "given back when the body is dropped");
+    }
+
+    #[tokio::test]
+    async fn empty_and_fully_read_bodies_are_complete() {
+        let (_body, watch) =
+            AdmittedBody::new(Body::empty(), "r", 10, Duration::from_secs(5), None);
+        assert_eq!(watch.state.load(Ordering::Acquire), COMPLETE, "empty");
+        // All declared bytes read, the end never polled for.
+        let (mut body, watch) =
+            AdmittedBody::new(Body::from("abc"), "r", 10, Duration::from_secs(5), None);
+        let frame = body.frame().await.expect("a frame").expect("data");
+        assert_eq!(frame.into_data().ok().as_deref(), Some(&b"abc"[..]));
+        assert_eq!(
+            watch.state.load(Ordering::Acquire),
+            COMPLETE,
+            "declared length"
+        );
+        let parts = {
+            let mut request = http::Request::new(());
+            request.extensions_mut().insert(watch);
+            request.into_parts().0
+        };
+        assert_eq!(
+            client_fault(&parts, true),
+            None,
+            "a slow Spin is Spin's fault"
+        );
     }
 
     /// A body whose client never sends anything.
