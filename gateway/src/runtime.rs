@@ -270,6 +270,18 @@ pub struct Gateway {
     pub stats: Arc<Stats>,
     /// The shadow-comparison queue.
     pub shadow: Shadow,
+    /// Reload outcomes, for `/admin/config` (and so for tests and operators
+    /// to see that a SIGHUP was acted on).
+    pub reloads: ReloadCounters,
+}
+
+/// How many reloads succeeded and failed since start.
+#[derive(Debug, Default)]
+pub struct ReloadCounters {
+    /// The config generation: 0 at start, +1 per successful reload.
+    pub generation: std::sync::atomic::AtomicU64,
+    /// Reloads refused (the running config stayed).
+    pub failed: std::sync::atomic::AtomicU64,
 }
 
 /// What a successful reload changed.
@@ -303,6 +315,7 @@ impl Gateway {
             metrics,
             stats,
             shadow,
+            reloads: ReloadCounters::default(),
         })
     }
 
@@ -312,7 +325,19 @@ impl Gateway {
     }
 
     /// Re-reads the config file; on any error the running config stays.
+    /// Either way the outcome is counted in [`Gateway::reloads`].
     pub fn reload(&self) -> anyhow::Result<ReloadReport> {
+        use std::sync::atomic::Ordering;
+        let outcome = self.reload_once();
+        let counter = match &outcome {
+            Ok(_) => &self.reloads.generation,
+            Err(_) => &self.reloads.failed,
+        };
+        counter.fetch_add(1, Ordering::AcqRel);
+        outcome
+    }
+
+    fn reload_once(&self) -> anyhow::Result<ReloadReport> {
         let config = self.overrides.apply(load_config(self.source.as_deref())?);
         let old = self.current();
         let mut restart_required = Vec::new();
@@ -321,6 +346,9 @@ impl Gateway {
         }
         if config.admin_listen != old.config.admin_listen {
             restart_required.push("server.admin_listen".to_string());
+        }
+        if config.server != old.config.server {
+            restart_required.push("server (limits and timeouts)".to_string());
         }
         let spin_rebuilt = config.spin != old.config.spin;
         let runtime = Runtime::build(config, &self.overrides, Some(&old))?;

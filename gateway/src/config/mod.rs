@@ -49,6 +49,50 @@ pub struct Reuse {
     pub idle: Duration,
 }
 
+/// `[server].header_read_timeout_ms` when the file leaves it out.
+pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+/// `[server].body_read_timeout_ms` when the file leaves it out.
+pub const DEFAULT_BODY_READ_TIMEOUT_MS: u64 = 30_000;
+/// `[server].max_in_flight` when the file leaves it out.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+/// `[server].max_buffered_bytes` when the file leaves it out (256 MiB).
+pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 256 << 20;
+/// `[server].drain_ms` when the file leaves it out.
+pub const DEFAULT_DRAIN_MS: u64 = 10_000;
+
+/// How the public listener treats connections and admits requests. These
+/// settings shape the listener itself, so a reload reports a change as
+/// needing a restart rather than applying it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// A client must send a complete request head within this time, or the
+    /// connection is closed (slowloris).
+    pub header_read_timeout: Duration,
+    /// A client must send a complete request body within this time, or it
+    /// gets `408` (slow uploads hold memory and a Spin slot).
+    pub body_read_timeout: Duration,
+    /// Requests being served at once, over all routes; more get `503`.
+    pub max_in_flight: usize,
+    /// Request bytes the gateway holds in memory at once, over all
+    /// requests; a body that would exceed it gets `503`.
+    pub max_buffered_bytes: usize,
+    /// On SIGTERM, how long in-flight requests may take to finish before
+    /// they are cut off.
+    pub drain: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            header_read_timeout: Duration::from_millis(DEFAULT_HEADER_READ_TIMEOUT_MS),
+            body_read_timeout: Duration::from_millis(DEFAULT_BODY_READ_TIMEOUT_MS),
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
+            drain: Duration::from_millis(DEFAULT_DRAIN_MS),
+        }
+    }
+}
+
 /// Which Spin the `spin` backend talks to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SpinMode {
@@ -200,6 +244,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Admin listener (health, readiness, config reload).
     pub admin_listen: SocketAddr,
+    /// Public listener limits and admission (`[server]`).
+    pub server: ServerLimits,
     /// Spin backend.
     pub spin: SpinMode,
     /// Public routes.

@@ -21,6 +21,11 @@ pub struct File {
 pub struct Server {
     pub listen: Option<Spanned<String>>,
     pub admin_listen: Option<Spanned<String>>,
+    pub header_read_timeout_ms: Option<Spanned<i64>>,
+    pub body_read_timeout_ms: Option<Spanned<i64>>,
+    pub max_in_flight: Option<Spanned<i64>>,
+    pub max_buffered_bytes: Option<Spanned<i64>>,
+    pub drain_ms: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize, Debug, Default)]

@@ -12,7 +12,7 @@ use toml::Spanned;
 use super::schema;
 use super::{
     BackendKind, CircuitPolicy, Config, FallbackTrigger, NativeHandler, RetryPolicy, RouteConfig,
-    SpinMode,
+    ServerLimits, SpinMode,
 };
 
 /// Why a config file was refused.
@@ -133,6 +133,7 @@ pub(super) fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
             "must differ from server.listen",
         ));
     }
+    let server = server_limits(&ctx, &parsed.server)?;
     let mut spin = spin_mode(&ctx, &parsed.spin)?;
 
     if parsed.route.is_empty() {
@@ -172,6 +173,7 @@ pub(super) fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
     Ok(Config {
         listen,
         admin_listen,
+        server,
         spin,
         routes,
         source: Some(file.to_path_buf()),
@@ -259,6 +261,45 @@ fn component_reuse(
         );
     }
     Ok(out)
+}
+
+/// `[server]` limits; every field is optional and range-checked.
+fn server_limits(ctx: &Ctx, server: &schema::Server) -> Result<ServerLimits, ConfigError> {
+    let ms = |value: &Option<Spanned<i64>>, field: &str, default: u64| {
+        ctx.int_in::<u64>(value, field, 1..=3_600_000, default)
+            .map(Duration::from_millis)
+    };
+    Ok(ServerLimits {
+        header_read_timeout: ms(
+            &server.header_read_timeout_ms,
+            "server.header_read_timeout_ms",
+            super::DEFAULT_HEADER_READ_TIMEOUT_MS,
+        )?,
+        body_read_timeout: ms(
+            &server.body_read_timeout_ms,
+            "server.body_read_timeout_ms",
+            super::DEFAULT_BODY_READ_TIMEOUT_MS,
+        )?,
+        max_in_flight: ctx.int_in(
+            &server.max_in_flight,
+            "server.max_in_flight",
+            1..=1_000_000,
+            super::DEFAULT_MAX_IN_FLIGHT,
+        )?,
+        max_buffered_bytes: ctx.int_in(
+            &server.max_buffered_bytes,
+            "server.max_buffered_bytes",
+            1..=(1 << 40),
+            super::DEFAULT_MAX_BUFFERED_BYTES,
+        )?,
+        // 0 is allowed: cut in-flight requests off at once.
+        drain: Duration::from_millis(ctx.int_in(
+            &server.drain_ms,
+            "server.drain_ms",
+            0..=3_600_000,
+            super::DEFAULT_DRAIN_MS,
+        )?),
+    })
 }
 
 fn spin_mode(ctx: &Ctx, spin: &schema::Spin) -> Result<SpinMode, ConfigError> {

@@ -345,6 +345,16 @@ pub async fn call_spin(
             Ok(Err(SpinError::Io(m))) => Failure::Io(m),
             Err(_) => Failure::Timeout(route.timeout),
         };
+        // A failure the client caused (its streamed body broke off, passed
+        // the route's limit or stalled) is not Spin's: answer the client's
+        // 4xx, and leave the breaker and the retries out of it (the attempt
+        // is dropped unrecorded).
+        let timed_out = matches!(failure, Failure::Timeout(_));
+        if let Some(fault) = crate::server::admission::client_fault(&parts, timed_out) {
+            tracing::debug!(route = %route.name, ?failure, "client-side failure: {fault}");
+            drop(attempt);
+            return Ok(fault.response());
+        }
         if let Some(t) = attempt.record(false) {
             log_transition(route, backends.metrics, t);
         }
