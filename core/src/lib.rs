@@ -18,6 +18,7 @@
 //! * [`signing`] — RFC 8785 canonical payloads and Ed25519 signatures.
 //! * [`keys`]    — the allow-list of trusted public keys.
 //! * [`batch`]   — the CPU-heavy batch validation path.
+//! * `json`      — strict JSON reading: duplicate member names are refused.
 //! * [`problem`] — RFC 9457 problem details shared by every HTTP surface.
 //! * [`issue`]   — the unit of feedback: one problem with one item.
 //! * [`http`]    — the HTTP contract a component and its native twin share.
@@ -26,6 +27,7 @@ pub mod batch;
 pub mod http;
 pub mod issue;
 pub mod item;
+mod json;
 pub mod keys;
 pub mod problem;
 pub mod schema;
