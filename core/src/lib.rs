@@ -11,8 +11,8 @@
 //!
 //! The crate is organised one concept per module:
 //!
-//! * [`schema`]  — the item's shape, from `schemas/item.schema.json`, and the
-//!   mapping of JSON Schema errors to stable [`Issue`] codes.
+//! * [`schema`]  — the item's shape: a validator generated at build time from
+//!   `schemas/item.schema.json`, reporting stable [`Issue`] codes.
 //! * [`item`]    — the typed [`Item`], [`check_item`] (schema + rules JSON
 //!   Schema cannot express) and the create path [`check_new_item`].
 //! * [`signing`] — RFC 8785 canonical payloads and Ed25519 signatures.
@@ -61,3 +61,12 @@ pub const MAX_BATCH_BYTES: usize = 16 << 20;
 /// Bounds the CPU time of one request (signature verification dominates) and
 /// the size of the verdict, independently of how compact the items are.
 pub const MAX_BATCH_ITEMS: usize = 10_000;
+
+/// Most schema issues reported for one item (then one `too-many-issues`
+/// issue says how many more there were).
+///
+/// A valid-looking item has a handful of issues at most; the cap bounds what
+/// one hostile item (thousands of unexpected members, say) can add to a
+/// verdict, and the work of formatting messages nobody will read.
+pub const MAX_SCHEMA_ISSUES: usize = 64;
+
