@@ -70,3 +70,10 @@ pub const MAX_BATCH_ITEMS: usize = 10_000;
 /// verdict, and the work of formatting messages nobody will read.
 pub const MAX_SCHEMA_ISSUES: usize = 64;
 
+/// Most issues reported in full across one batch verdict.
+///
+/// Items are reported in order; once the issues reported so far plus an
+/// item's own would exceed this, that item and every later invalid item get a
+/// single `too-many-issues` issue instead of their list. Together with
+/// [`MAX_BATCH_ITEMS`] this bounds the verdict's size whatever the input.
+pub const MAX_BATCH_ISSUES: usize = 10_000;
