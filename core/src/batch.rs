@@ -16,7 +16,7 @@ use crate::issue::{Issue, show, sort_issues};
 use crate::item::{check_item, parse_object};
 use crate::keys::TrustedKeys;
 use crate::problem::{Problem, types};
-use crate::{MAX_BATCH_BYTES, MAX_BATCH_ITEMS};
+use crate::{MAX_BATCH_BYTES, MAX_BATCH_ISSUES, MAX_BATCH_ITEMS};
 
 /// The outcome of validating a batch: counts plus one result per item, in
 /// input order.
@@ -125,6 +125,11 @@ impl std::error::Error for BatchError {}
 /// string equality) on every occurrence after the first, naming the first
 /// index. Invalid items do not make the call fail: they are reported in the
 /// [`Verdict`].
+///
+/// Issues are listed in full until the verdict holds [`MAX_BATCH_ISSUES`];
+/// from the first invalid item that would exceed it on, each invalid item
+/// gets one `too-many-issues` issue with the count instead, so the verdict
+/// stays bounded (`valid`/`invalid` stay exact).
 pub fn validate_batch(body: &[u8], trusted: &TrustedKeys) -> Result<Verdict, BatchError> {
     if body.len() > MAX_BATCH_BYTES {
         return Err(BatchError::TooLarge { bytes: body.len() });
@@ -139,6 +144,9 @@ pub fn validate_batch(body: &[u8], trusted: &TrustedKeys) -> Result<Verdict, Bat
     let mut first_name: HashMap<&str, usize> = HashMap::new();
     let mut results = Vec::with_capacity(items.len());
     let mut valid = 0;
+    // Issues listed so far, and whether the cap has been reached.
+    let mut listed = 0;
+    let mut summarizing = false;
 
     for (index, item) in items.iter().enumerate() {
         let mut errors = check_item(item, trusted);
@@ -191,6 +199,11 @@ pub fn validate_batch(body: &[u8], trusted: &TrustedKeys) -> Result<Verdict, Bat
 
         let is_valid = errors.is_empty();
         valid += usize::from(is_valid);
+        if !is_valid && (summarizing || listed + errors.len() > MAX_BATCH_ISSUES) {
+            summarizing = true;
+            errors = vec![too_many_issues(errors.len())];
+        }
+        listed += errors.len();
         results.push(ItemResult {
             index,
             id,
@@ -204,6 +217,19 @@ pub fn validate_batch(body: &[u8], trusted: &TrustedKeys) -> Result<Verdict, Bat
         invalid: results.len() - valid,
         results,
     })
+}
+
+/// The one issue an item gets once the batch has listed
+/// [`MAX_BATCH_ISSUES`] issues.
+fn too_many_issues(count: usize) -> Issue {
+    Issue::new(
+        "",
+        "too-many-issues",
+        format!(
+            "{count} issue{} not listed: a batch verdict lists at most {MAX_BATCH_ISSUES} issues in full",
+            if count == 1 { "" } else { "s" }
+        ),
+    )
 }
 
 /// Extracts the `items` array from the envelope, refusing anything else in it

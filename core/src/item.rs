@@ -13,6 +13,7 @@ use serde_json::Value;
 use unicode_normalization::is_nfc;
 
 use crate::issue::{Issue, show, sort_issues};
+use crate::json::{DUPLICATE_MEMBER, from_slice_strict};
 use crate::keys::TrustedKeys;
 use crate::problem::{Problem, types};
 use crate::schema::schema_issues;
@@ -230,8 +231,11 @@ pub fn check_new_item(body: &[u8], trusted: &TrustedKeys) -> Result<Item, Reject
 
 /// Parses `body` as one JSON value that must be an object, with messages
 /// that tell a human where the problem is.
+///
+/// Objects with a duplicate member name, at any depth, are refused (see
+/// [`crate::json`]), as is nesting deeper than serde_json's recursion limit.
 pub(crate) fn parse_object(body: &[u8], what: &str) -> Result<Value, String> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| describe_json_error(what, &e))?;
+    let value = from_slice_strict(body).map_err(|e| describe_json_error(what, &e))?;
     if value.is_object() {
         Ok(value)
     } else {
@@ -249,6 +253,10 @@ fn describe_json_error(what: &str, e: &serde_json::Error) -> String {
             format!("{what} is empty; expected a JSON object")
         }
         Category::Eof => format!("{what} is not valid JSON: unexpected end of input ({e})"),
+        Category::Data if e.to_string().starts_with(DUPLICATE_MEMBER) => format!(
+            "{what} has a {e}; a member name may appear only once per object, because \
+             a signed item must read the same to every JSON parser"
+        ),
         Category::Syntax | Category::Data | Category::Io => {
             format!("{what} is not valid JSON: {e}")
         }

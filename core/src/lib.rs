@@ -11,13 +11,14 @@
 //!
 //! The crate is organised one concept per module:
 //!
-//! * [`schema`]  — the item's shape, from `schemas/item.schema.json`, and the
-//!   mapping of JSON Schema errors to stable [`Issue`] codes.
+//! * [`schema`]  — the item's shape: a validator generated at build time from
+//!   `schemas/item.schema.json`, reporting stable [`Issue`] codes.
 //! * [`item`]    — the typed [`Item`], [`check_item`] (schema + rules JSON
 //!   Schema cannot express) and the create path [`check_new_item`].
 //! * [`signing`] — RFC 8785 canonical payloads and Ed25519 signatures.
 //! * [`keys`]    — the allow-list of trusted public keys.
 //! * [`batch`]   — the CPU-heavy batch validation path.
+//! * `json`      — strict JSON reading: duplicate member names are refused.
 //! * [`problem`] — RFC 9457 problem details shared by every HTTP surface.
 //! * [`issue`]   — the unit of feedback: one problem with one item.
 //! * [`http`]    — the HTTP contract a component and its native twin share.
@@ -26,6 +27,7 @@ pub mod batch;
 pub mod http;
 pub mod issue;
 pub mod item;
+mod json;
 pub mod keys;
 pub mod problem;
 pub mod schema;
@@ -59,3 +61,19 @@ pub const MAX_BATCH_BYTES: usize = 16 << 20;
 /// Bounds the CPU time of one request (signature verification dominates) and
 /// the size of the verdict, independently of how compact the items are.
 pub const MAX_BATCH_ITEMS: usize = 10_000;
+
+/// Most schema issues reported for one item (then one `too-many-issues`
+/// issue says how many more there were).
+///
+/// A valid-looking item has a handful of issues at most; the cap bounds what
+/// one hostile item (thousands of unexpected members, say) can add to a
+/// verdict, and the work of formatting messages nobody will read.
+pub const MAX_SCHEMA_ISSUES: usize = 64;
+
+/// Most issues reported in full across one batch verdict.
+///
+/// Items are reported in order; once the issues reported so far plus an
+/// item's own would exceed this, that item and every later invalid item get a
+/// single `too-many-issues` issue instead of their list. Together with
+/// [`MAX_BATCH_ITEMS`] this bounds the verdict's size whatever the input.
+pub const MAX_BATCH_ISSUES: usize = 10_000;

@@ -87,6 +87,47 @@ pub struct ServeSpinArgs {
     /// SQLite directory (Spin's `.spin/` equivalent).
     #[arg(long, default_value = ".data")]
     pub data_dir: PathBuf,
+    /// Serve up to N requests serially on one warm instance of each
+    /// component (0: a fresh instance per request, Spin's default).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub reuse_max_requests: u32,
+    /// Recycle a warm instance idle for this long (with --reuse-max-requests).
+    #[arg(long, default_value_t = 60_000, value_name = "MS")]
+    pub reuse_idle_ms: u64,
+    /// Instances alive at once (busy or idle); beyond it requests get 503.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_instances: u32,
+    /// Per-request deadline inside the host.
+    #[arg(long, default_value_t = 30_000, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub component_timeout_ms: u64,
+    /// Compile every component from scratch instead of using wasmtime's
+    /// on-disk cache (to measure a cold start).
+    #[arg(long)]
+    pub no_compile_cache: bool,
+}
+
+impl ServeSpinArgs {
+    /// The embedded host's settings these flags describe; reuse applies to
+    /// every component of the manifest.
+    pub fn host_config(&self, component_ids: &[String]) -> spin_host::HostConfig {
+        let reuse = if self.reuse_max_requests > 0 {
+            let policy = spin_host::ReusePolicy {
+                max_requests: self.reuse_max_requests,
+                idle: std::time::Duration::from_millis(self.reuse_idle_ms),
+            };
+            component_ids.iter().map(|id| (id.clone(), policy)).collect()
+        } else {
+            Default::default()
+        };
+        spin_host::HostConfig {
+            data_dir: self.data_dir.clone(),
+            request_timeout: std::time::Duration::from_millis(self.component_timeout_ms),
+            max_concurrent_instances: self.max_instances,
+            reuse,
+            compile_cache: !self.no_compile_cache,
+            ..spin_host::HostConfig::default()
+        }
+    }
 }
 
 fn parse_upstream(text: &str) -> Result<http::Uri, String> {

@@ -12,11 +12,19 @@ use gateway::server;
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let otlp = gateway::telemetry::OtlpTarget::from_env().map_err(|e| anyhow::anyhow!(e))?;
-    let _tracing = gateway::telemetry::init(otlp.as_ref())?;
-    match cli.command {
+    let tracing_guard = gateway::telemetry::init(otlp.as_ref())?;
+    let result = match cli.command {
         Some(Command::ServeSpin(args)) => serve_spin(args).await,
         None => run(cli.run).await,
+    };
+    if let Err(e) = &result {
+        eprintln!("Error: {e:?}");
     }
+    // Flush spans, then exit here rather than returning: returning would
+    // drop the runtime, which waits for every task, including a component
+    // still spinning in a request that the drain deadline cut off.
+    drop(tracing_guard);
+    std::process::exit(if result.is_ok() { 0 } else { 1 });
 }
 
 async fn run(args: gateway::cli::RunArgs) -> anyhow::Result<()> {
@@ -43,20 +51,30 @@ async fn run(args: gateway::cli::RunArgs) -> anyhow::Result<()> {
     });
     let mut public_stop = stop_rx.clone();
     let mut admin_stop = stop_rx;
-    let public_server = server::serve(public, server::public_router(gateway.clone()), async move {
-        let _ = public_stop.wait_for(|stop| *stop).await;
-    });
-    let admin_server = server::serve(
+    // Both listeners close on the signal; requests in flight get
+    // `[server] drain_ms` to finish, then are cut off.
+    let limits = &config.server;
+    let public_server = server::serve_with(
+        public,
+        server::public_router(gateway.clone()),
+        limits,
+        async move {
+            let _ = public_stop.wait_for(|stop| *stop).await;
+        },
+    );
+    let admin_server = server::serve_with(
         admin,
         server::admin::admin_router(gateway.clone()),
+        limits,
         async move {
             let _ = admin_stop.wait_for(|stop| *stop).await;
         },
     );
     let (public_result, admin_result) = tokio::join!(public_server, admin_server);
     gateway.metrics.shutdown();
-    public_result?;
-    admin_result?;
+    let public = public_result?;
+    let admin = admin_result?;
+    tracing::info!(cut_off = public.cut_off + admin.cut_off, "gateway stopped");
     Ok(())
 }
 
@@ -89,7 +107,8 @@ fn reload_on_sighup(gateway: Arc<Gateway>) {
 }
 
 async fn serve_spin(args: ServeSpinArgs) -> anyhow::Result<()> {
-    let router = gateway::spin::embedded::standalone_router(&args.manifest, &args.data_dir)?;
+    let ids = spin_host::SpinApp::manifest_component_ids(&args.manifest)?;
+    let router = gateway::spin::embedded::standalone_router(&args.manifest, args.host_config(&ids))?;
     let listener = bind(args.listen, "spin").await?;
     tracing::info!(
         "serving {} like `spin up` on http://{}",

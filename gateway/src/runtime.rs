@@ -66,12 +66,16 @@ impl Overrides {
                     data_dir,
                     component_timeout,
                     component_memory_bytes,
+                    max_instances,
+                    reuse,
                     ..
                 } => SpinMode::Embedded {
                     manifest: manifest.clone(),
                     data_dir,
                     component_timeout,
                     component_memory_bytes,
+                    max_instances,
+                    reuse,
                 },
                 SpinMode::External { .. } => SpinMode::Embedded {
                     manifest: manifest.clone(),
@@ -80,6 +84,8 @@ impl Overrides {
                         config::DEFAULT_COMPONENT_TIMEOUT_MS,
                     ),
                     component_memory_bytes: config::DEFAULT_COMPONENT_MEMORY_MIB << 20,
+                    max_instances: config::default_max_instances(&config.routes),
+                    reuse: Default::default(),
                 },
             };
         }
@@ -166,11 +172,24 @@ fn build_spin(mode: &SpinMode, overrides: &Overrides) -> anyhow::Result<SpinBack
             data_dir,
             component_timeout,
             component_memory_bytes,
+            max_instances,
+            reuse,
         } => {
             let host = spin_host::HostConfig {
                 data_dir: data_dir.clone(),
                 request_timeout: *component_timeout,
                 max_memory_bytes: *component_memory_bytes,
+                max_concurrent_instances: *max_instances,
+                reuse: reuse
+                    .iter()
+                    .map(|(id, r)| {
+                        let policy = spin_host::ReusePolicy {
+                            max_requests: r.max_requests,
+                            idle: r.idle,
+                        };
+                        (id.clone(), policy)
+                    })
+                    .collect(),
                 variables: overrides.variables.clone(),
                 ..spin_host::HostConfig::default()
             };
@@ -251,6 +270,18 @@ pub struct Gateway {
     pub stats: Arc<Stats>,
     /// The shadow-comparison queue.
     pub shadow: Shadow,
+    /// Reload outcomes, for `/admin/config` (and so for tests and operators
+    /// to see that a SIGHUP was acted on).
+    pub reloads: ReloadCounters,
+}
+
+/// How many reloads succeeded and failed since start.
+#[derive(Debug, Default)]
+pub struct ReloadCounters {
+    /// The config generation: 0 at start, +1 per successful reload.
+    pub generation: std::sync::atomic::AtomicU64,
+    /// Reloads refused (the running config stayed).
+    pub failed: std::sync::atomic::AtomicU64,
 }
 
 /// What a successful reload changed.
@@ -284,6 +315,7 @@ impl Gateway {
             metrics,
             stats,
             shadow,
+            reloads: ReloadCounters::default(),
         })
     }
 
@@ -293,7 +325,19 @@ impl Gateway {
     }
 
     /// Re-reads the config file; on any error the running config stays.
+    /// Either way the outcome is counted in [`Gateway::reloads`].
     pub fn reload(&self) -> anyhow::Result<ReloadReport> {
+        use std::sync::atomic::Ordering;
+        let outcome = self.reload_once();
+        let counter = match &outcome {
+            Ok(_) => &self.reloads.generation,
+            Err(_) => &self.reloads.failed,
+        };
+        counter.fetch_add(1, Ordering::AcqRel);
+        outcome
+    }
+
+    fn reload_once(&self) -> anyhow::Result<ReloadReport> {
         let config = self.overrides.apply(load_config(self.source.as_deref())?);
         let old = self.current();
         let mut restart_required = Vec::new();
@@ -302,6 +346,9 @@ impl Gateway {
         }
         if config.admin_listen != old.config.admin_listen {
             restart_required.push("server.admin_listen".to_string());
+        }
+        if config.server != old.config.server {
+            restart_required.push("server (limits and timeouts)".to_string());
         }
         let spin_rebuilt = config.spin != old.config.spin;
         let runtime = Runtime::build(config, &self.overrides, Some(&old))?;

@@ -5,12 +5,14 @@
 //! the client has its answer and off the request path. The two answers
 //! (status + body bytes) and durations are compared and recorded on a
 //! `shadow` span (`gateway.shadow.match`), in metrics and in the dashboard;
-//! a mismatch logs the first bytes of both. The queue is bounded: when it
-//! is full the sample is dropped (and counted), so a shadow never delays
-//! or fails a real request.
+//! a mismatch logs the first bytes of both. The queue is bounded, in jobs
+//! and in the bytes they hold (request and answer bodies): when either is
+//! full the sample is dropped (and counted), so a shadow never delays or
+//! fails a real request and never holds more than [`MAX_BUFFERED_BYTES`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -26,6 +28,9 @@ use crate::telemetry::stats::Stats;
 
 /// Samples waiting for a shadow run; beyond this, new samples are dropped.
 const QUEUE: usize = 64;
+/// Bytes of bodies (request + answer) that queued and running samples may
+/// hold together; a sample that would exceed it is dropped.
+pub const MAX_BUFFERED_BYTES: usize = 32 << 20;
 /// Bytes of each answer logged on a mismatch.
 const LOGGED_BYTES: usize = 200;
 
@@ -59,8 +64,17 @@ pub struct Job {
 #[derive(Clone)]
 pub struct Shadow {
     tx: mpsc::Sender<Job>,
+    /// Body bytes held by queued and running samples.
+    buffered: Arc<AtomicUsize>,
     metrics: Arc<Metrics>,
     stats: Arc<Stats>,
+}
+
+impl Job {
+    /// Bytes this sample keeps alive until it has run.
+    fn weight(&self) -> usize {
+        self.body.len() + self.primary_body.len()
+    }
 }
 
 impl Shadow {
@@ -68,21 +82,50 @@ impl Shadow {
     pub fn start(metrics: Arc<Metrics>, stats: Arc<Stats>) -> Shadow {
         let (tx, mut rx) = mpsc::channel::<Job>(QUEUE);
         let (m, s) = (metrics.clone(), stats.clone());
+        let buffered = Arc::new(AtomicUsize::new(0));
+        let held = buffered.clone();
         tokio::spawn(async move {
             while let Some(job) = rx.recv().await {
+                let weight = job.weight();
                 run(job, &m, &s).await;
+                held.fetch_sub(weight, Ordering::AcqRel);
             }
         });
-        Shadow { tx, metrics, stats }
+        Shadow {
+            tx,
+            buffered,
+            metrics,
+            stats,
+        }
     }
 
-    /// Queues a sample, or drops (and counts) it when the queue is full.
+    /// Queues a sample, or drops (and counts) it when the queue is full
+    /// or its bodies would take the buffered bytes past the limit.
     pub fn submit(&self, job: Job) {
         let route = job.runtime.routes[job.route].config.name.clone();
+        let weight = job.weight();
+        let reserved = self
+            .buffered
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                held.checked_add(weight)
+                    .filter(|total| *total <= MAX_BUFFERED_BYTES)
+            })
+            .is_ok();
+        if !reserved {
+            self.metrics.shadow(&route, "dropped");
+            self.stats.shadow(&route, "dropped");
+            return;
+        }
         if self.tx.try_send(job).is_err() {
+            self.buffered.fetch_sub(weight, Ordering::AcqRel);
             self.metrics.shadow(&route, "dropped");
             self.stats.shadow(&route, "dropped");
         }
+    }
+
+    /// Body bytes held by samples right now (for tests and health output).
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffered.load(Ordering::Acquire)
     }
 }
 
@@ -110,7 +153,7 @@ async fn run(job: Job, metrics: &Metrics, stats: &Stats) {
             let handler = route.native?;
             job.runtime
                 .native
-                .call(handler, &job.parts.headers, job.body.clone())
+                .call(handler, &job.parts.headers, job.body.clone(), route.timeout)
                 .await
         } else {
             let path = job.spin_path.as_deref()?;
@@ -119,6 +162,7 @@ async fn run(job: Job, metrics: &Metrics, stats: &Stats) {
                 RequestBody::Buffered(job.body.clone()),
                 path,
                 job.client,
+                route.timeout,
             );
             tokio::time::timeout(route.timeout, call).await.ok()?.ok()?
         };

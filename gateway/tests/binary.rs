@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::fake_spin::{self, Mode};
-use common::{client, repo_root, require_app_wasm};
+use common::{client, repo_root, require_app_wasm, require_wasm};
 
 fn free_addr() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -68,13 +68,42 @@ fn signal(child: &Child, name: &str) {
 
 /// Waits for the process to exit after SIGTERM; `None` if it did not.
 async fn exit_status(child: &mut Child) -> Option<std::process::ExitStatus> {
-    for _ in 0..200 {
+    for _ in 0..600 {
         if let Some(status) = child.try_wait().unwrap() {
             return Some(status);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     None
+}
+
+/// `(generation, reloads_failed)` from `/admin/config`.
+async fn reloads(gw: &Running) -> (u64, u64) {
+    let config: serde_json::Value = client()
+        .get(format!("{}/admin/config", gw.admin))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (
+        config["generation"].as_u64().expect("generation"),
+        config["reloads_failed"].as_u64().expect("reloads_failed"),
+    )
+}
+
+/// Waits (up to 20 s) until the reload counters reach `want`.
+async fn wait_for_reloads(gw: &Running, want: (u64, u64)) {
+    let mut seen = (0, 0);
+    for _ in 0..400 {
+        seen = reloads(gw).await;
+        if seen == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("reload counters stayed at {seen:?}, expected {want:?}");
 }
 
 #[tokio::test]
@@ -111,22 +140,19 @@ async fn config_file_reloads_on_sighup_and_sigterm_stops_gracefully() {
     };
     assert_eq!(backend().await, "spin-external");
 
+    assert_eq!(reloads(&gw).await, (0, 0), "generation 0 at start");
+
     write("native");
     signal(&gw.child, "HUP");
-    let mut switched = false;
-    for _ in 0..200 {
-        if backend().await == "native" {
-            switched = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(switched, "SIGHUP reloaded the file");
+    // The reload is seen to happen (the generation moves), then its effect.
+    wait_for_reloads(&gw, (1, 0)).await;
+    assert_eq!(backend().await, "native", "SIGHUP reloaded the file");
 
-    // A broken file on SIGHUP keeps the running config.
+    // A broken file on SIGHUP is seen to be refused, and the running
+    // config stays.
     std::fs::write(&path, "[[route]]\nname = 1\n").unwrap();
     signal(&gw.child, "HUP");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_for_reloads(&gw, (1, 1)).await;
     assert_eq!(backend().await, "native");
 
     signal(&gw.child, "TERM");
@@ -223,4 +249,113 @@ fn bad_flags_and_bad_files_fail_fast_with_a_message() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("bad.toml:2:"), "{stderr}");
     assert!(stderr.contains("server.listen"), "{stderr}");
+}
+
+/// A config fronting `upstream` with one slow-capable route and the given
+/// drain time.
+fn drain_config(upstream: &str, drain_ms: u64) -> String {
+    format!(
+        "[server]\ndrain_ms = {drain_ms}\n\n[spin]\nmode = \"external\"\nupstream = \"{upstream}\"\n\n\
+         [[route]]\nname = \"list\"\nmatch = {{ method = \"GET\", path = \"/items\" }}\n\
+         backend = \"spin\"\nspin_path = \"/list\"\ntimeout_ms = 60000\n"
+    )
+}
+
+/// Waits until connecting to `base` is refused; `false` after 20 s.
+async fn refuses_connections(base: &str) -> bool {
+    let addr = base.trim_start_matches("http://").to_string();
+    for _ in 0..400 {
+        if tokio::net::TcpStream::connect(&addr).await.is_err() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_requests_and_refuses_new_connections() {
+    let fake = fake_spin::start(Mode::Hang).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, drain_config(&fake.served.base, 30_000)).unwrap();
+    let mut gw = spawn(&["--config", path.to_str().unwrap()]).await;
+
+    let url = format!("{}/items", gw.public);
+    let in_flight = tokio::spawn(async move { client().get(url).send().await });
+    for _ in 0..400 {
+        if fake.hits() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(fake.hits(), 1, "the request reached Spin");
+
+    signal(&gw.child, "TERM");
+    assert!(
+        refuses_connections(&gw.public).await,
+        "new connections are refused once SIGTERM arrived"
+    );
+    assert!(
+        !in_flight.is_finished(),
+        "the in-flight request is still being served"
+    );
+    assert!(gw.child.try_wait().unwrap().is_none(), "still draining");
+
+    fake.open_gate();
+    let response = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight request completes");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.json::<serde_json::Value>().await.unwrap()["released"],
+        true
+    );
+    let status = exit_status(&mut gw.child)
+        .await
+        .expect("exits once drained");
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn sigterm_cuts_off_what_outlasts_the_drain_time() {
+    require_wasm("misbehave.wasm");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    let manifest = repo_root().join("gateway/spin-host/tests/fixtures/misbehave.toml");
+    // `/loop` spins until its 60 s deadline: far past the 500 ms drain.
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\ndrain_ms = 500\n\n[spin]\nmode = \"embedded\"\nmanifest = \"{}\"\n\
+             data_dir = \"{}\"\ncomponent_timeout_ms = 60000\n\n\
+             [[route]]\nname = \"loop\"\nmatch = {{ method = \"GET\", path = \"/loop\" }}\n\
+             backend = \"spin\"\nspin_path = \"/loop\"\ntimeout_ms = 60000\n",
+            manifest.display(),
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let mut gw = spawn(&["--config", path.to_str().unwrap()]).await;
+    let url = format!("{}/loop", gw.public);
+    let in_flight = tokio::spawn(async move { client().get(url).send().await });
+    // Give it time to start spinning.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!in_flight.is_finished());
+
+    let signalled = std::time::Instant::now();
+    signal(&gw.child, "TERM");
+    let status = exit_status(&mut gw.child)
+        .await
+        .expect("exits after the drain time, not after the request");
+    // Generous: only a hang (waiting for the 60 s request) fails this.
+    assert!(
+        signalled.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        signalled.elapsed()
+    );
+    assert!(status.success(), "{status}");
+    let cut = in_flight.await.unwrap();
+    assert!(cut.is_err(), "the cut-off request gets no answer: {cut:?}");
 }

@@ -43,11 +43,59 @@ async fn traps_and_endless_loops_are_contained() {
     assert_eq!(ok.status(), 200);
     assert_eq!(ok.text().await.unwrap(), "ok");
 
-    // Endless loops running at the same time do not starve a healthy request.
+    // Endless loops running at the same time do not starve a healthy
+    // request, even on this single-threaded runtime that also runs the
+    // gateway: guests yield at every epoch tick. `/ok` must be answered
+    // while the loops still run (they end only at their 2 s deadline).
     let loops: Vec<_> = (0..4).map(|_| tokio::spawn(get("/loop"))).collect();
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(get("/ok").await.unwrap().status(), 200);
+    assert!(
+        loops.iter().all(|h| !h.is_finished()),
+        "/ok was only served after the loops hit their deadline"
+    );
     for handle in loops {
         assert_eq!(handle.await.unwrap().unwrap().status(), 504);
     }
+}
+
+/// The route's timeout, shorter than the host's, ends the guest too: with a
+/// single instance slot, the next request gets it right away instead of
+/// waiting for the component's own (60 s) deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_timeout_aborts_the_guest_and_frees_its_slot() {
+    require_wasm("misbehave.wasm");
+    let manifest = repo_root().join("gateway/spin-host/tests/fixtures/misbehave.toml");
+    let config = format!(
+        "[spin]\nmode = \"embedded\"\nmanifest = {manifest:?}\ncomponent_timeout_ms = 60000\nmax_instances = 1\n\
+         [[route]]\nname = \"loop\"\nmatch = {{ method = \"GET\", path = \"/loop\" }}\nspin_path = \"/loop\"\ntimeout_ms = 300\n\
+         [[route]]\nname = \"ok\"\nmatch = {{ method = \"GET\", path = \"/ok\" }}\nspin_path = \"/ok\"\n"
+    );
+    let gw = start_with(Options {
+        config: Some(config),
+        manifest: None,
+        ..Options::default()
+    })
+    .await;
+    let http = client();
+    let looped = http.get(format!("{}/loop", gw.base)).send().await.unwrap();
+    expect_problem(looped, 504).await;
+    // The abort is asynchronous (the guest stops at its next epoch tick):
+    // poll, bounded far below the 60 s the guest would otherwise run.
+    let mut last = 0;
+    for _ in 0..100 {
+        last = http
+            .get(format!("{}/ok", gw.base))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        if last == 200 {
+            return;
+        }
+        assert_eq!(last, 503, "only a full pool may answer /ok");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("/ok still gets {last}: the timed-out guest kept its slot");
 }

@@ -14,6 +14,16 @@ use serde_json::json;
 
 /// Routes against an external (fake) Spin with tight, test-friendly limits.
 fn config(upstream: &str, concurrency: usize, consecutive_failures: u32) -> String {
+    config_open_for(upstream, concurrency, consecutive_failures, 400)
+}
+
+/// [`config`] with the circuits' `open_ms`.
+fn config_open_for(
+    upstream: &str,
+    concurrency: usize,
+    consecutive_failures: u32,
+    open_ms: u64,
+) -> String {
     format!(
         r#"
 [spin]
@@ -27,7 +37,7 @@ backend = "spin"
 spin_path = "/list"
 timeout_ms = 300
 concurrency = {concurrency}
-circuit = {{ consecutive_failures = {consecutive_failures}, open_ms = 400, half_open_probes = 1, min_requests = 1000 }}
+circuit = {{ consecutive_failures = {consecutive_failures}, open_ms = {open_ms}, half_open_probes = 1, min_requests = 1000 }}
 
 [[route]]
 name = "create"
@@ -36,7 +46,7 @@ backend = "spin"
 spin_path = "/create"
 timeout_ms = 300
 concurrency = {concurrency}
-circuit = {{ consecutive_failures = {consecutive_failures}, open_ms = 400, min_requests = 1000 }}
+circuit = {{ consecutive_failures = {consecutive_failures}, open_ms = {open_ms}, min_requests = 1000 }}
 
 [[route]]
 name = "validate"
@@ -47,7 +57,7 @@ native = "validate"
 timeout_ms = 300
 max_body_bytes = 16777216
 concurrency = {concurrency}
-circuit = {{ consecutive_failures = {consecutive_failures}, open_ms = 400, half_open_probes = 1, min_requests = 1000 }}
+circuit = {{ consecutive_failures = {consecutive_failures}, open_ms = {open_ms}, half_open_probes = 1, min_requests = 1000 }}
 fallback = {{ on = ["connect-error", "timeout", "5xx", "circuit-open", "overloaded"], native_above_bytes = 2000 }}
 "#
     )
@@ -251,8 +261,40 @@ async fn the_concurrency_limit_sheds_or_falls_back() {
 #[tokio::test]
 async fn the_circuit_opens_sends_auto_to_native_then_half_opens_and_closes() {
     let fake = fake_spin::start(Mode::Fail).await;
-    let gw = gateway_for(&fake.served.base, 8, 2).await;
+    // Open for 3 s: far longer than the few local requests that check it is
+    // open take, even on a loaded machine; recovery is awaited by polling.
+    let gw = start_with(Options {
+        config: Some(config_open_for(&fake.served.base, 8, 2, 3000)),
+        manifest: None,
+        ..Options::default()
+    })
+    .await;
     let body = common::small_batch();
+    // Sends validates until one is a half-open probe reaching Spin; every
+    // answer before it must be the open circuit's native one.
+    let until_probe = |gw: &TestGateway| {
+        let (base, body) = (gw.base.clone(), body.clone());
+        async move {
+            for _ in 0..200 {
+                let response = client()
+                    .post(format!("{base}/validate"))
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .unwrap();
+                let open = response
+                    .headers()
+                    .get("x-gateway-fallback")
+                    .is_some_and(|reason| reason == "circuit-open");
+                if !open {
+                    return response;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("the circuit never half-opened");
+        }
+    };
 
     // Two failures open validate's circuit (each answered natively: 5xx).
     expect_native(validate(&gw, body.clone()).await, "5xx", &body).await;
@@ -304,9 +346,8 @@ async fn the_circuit_opens_sends_auto_to_native_then_half_opens_and_closes() {
 
     // Spin recovers; after open_ms the next request is a probe and closes it.
     fake.set_mode(Mode::Ok);
-    tokio::time::sleep(Duration::from_millis(450)).await;
     let hits = fake.hits();
-    let response = validate(&gw, body.clone()).await;
+    let response = until_probe(&gw).await;
     assert_eq!(response.headers()["x-gateway-backend"], "spin-external");
     assert_eq!(fake.hits(), hits + 1);
     let response = validate(&gw, body.clone()).await;
@@ -321,8 +362,9 @@ async fn the_circuit_opens_sends_auto_to_native_then_half_opens_and_closes() {
     expect_native(validate(&gw, body.clone()).await, "5xx", &body).await;
     expect_native(validate(&gw, body.clone()).await, "5xx", &body).await;
     expect_native(validate(&gw, body.clone()).await, "circuit-open", &body).await;
-    tokio::time::sleep(Duration::from_millis(450)).await;
-    expect_native(validate(&gw, body.clone()).await, "5xx", &body).await;
+    let probe = until_probe(&gw).await;
+    assert_eq!(probe.headers()["x-gateway-backend"], "native");
+    assert_eq!(probe.headers()["x-gateway-fallback"], "5xx");
     expect_native(validate(&gw, body.clone()).await, "circuit-open", &body).await;
 }
 

@@ -16,6 +16,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::bindings::fermyon::spin::{sqlite, variables as spin_variables};
+use crate::pool::{InstancePool, policies_in_order};
 use crate::routes::Router;
 use crate::sqlite::SqliteAccess;
 use crate::wasi::{ComponentCtx, HostState};
@@ -44,6 +45,8 @@ pub(crate) struct AppInner {
     pub components: Vec<LoadedComponent>,
     /// The host configuration (timeouts, limits).
     pub config: HostConfig,
+    /// Instance slots, and warm instances of components that reuse them.
+    pub pool: Arc<InstancePool>,
 }
 
 impl AppInner {
@@ -147,8 +150,15 @@ impl AppInner {
                 message,
             })?;
 
+        let ids: Vec<String> = manifest.components.iter().map(|c| c.id.clone()).collect();
+        let reuse = policies_in_order(&ids, &config.reuse).map_err(LoadError::Setup)?;
+        let capacity = config.max_concurrent_instances.max(1) as usize;
+        let pool = Arc::new(InstancePool::new(capacity, reuse));
+
         limits::start_epoch_ticker(engine.weak())
             .map_err(|e| LoadError::Setup(format!("cannot start epoch ticker thread: {e}")))?;
+        crate::pool::start_sweeper(Arc::downgrade(&pool))
+            .map_err(|e| LoadError::Setup(format!("cannot start instance sweeper thread: {e}")))?;
         tracing::info!(
             components = components.len(),
             elapsed = ?started.elapsed(),
@@ -159,6 +169,7 @@ impl AppInner {
             router,
             components,
             config,
+            pool,
         })
     }
 }

@@ -14,6 +14,7 @@ mod handle;
 mod headers;
 mod limits;
 mod manifest;
+mod pool;
 mod problem;
 mod routes;
 mod sqlite;
@@ -25,6 +26,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+
+pub use pool::{PoolStats, ReusePolicy};
 
 /// Boxed error used by request and response bodies.
 ///
@@ -54,9 +57,15 @@ pub struct HostConfig {
     /// Cap on one instance's linear memory, so one request cannot exhaust the
     /// gateway's memory. Default 128 MiB.
     pub max_memory_bytes: usize,
-    /// Number of instances that may run at once (size of the pooling
-    /// allocator). Requests beyond it get a 503. Default 100.
+    /// Number of instances that may be alive at once, busy or idle (the
+    /// size of the pooling allocator and of the instance pool). A request
+    /// that finds every slot busy gets a 503 with `Retry-After` and the
+    /// [`PoolFull`] extension. Default 100.
     pub max_concurrent_instances: u32,
+    /// Components (by id) that serve requests serially on warm instances
+    /// instead of a fresh instance per request. Empty by default: Spin's
+    /// fresh-instance isolation. See [`ReusePolicy`].
+    pub reuse: HashMap<String, ReusePolicy>,
     /// Explicit application-variable values; they win over `SPIN_VARIABLE_*`
     /// environment variables and manifest defaults. Mainly for tests.
     pub variables: HashMap<String, String>,
@@ -73,6 +82,7 @@ impl Default for HostConfig {
             request_timeout: Duration::from_secs(30),
             max_memory_bytes: 128 * 1024 * 1024,
             max_concurrent_instances: 100,
+            reuse: HashMap::new(),
             variables: HashMap::new(),
             compile_cache: true,
         }
@@ -88,8 +98,23 @@ impl Default for HostConfig {
 pub struct Served {
     /// The id of the component (`[component.<id>]`) that handled the request.
     pub component: String,
-    /// Time spent creating the fresh instance for this request.
+    /// Time spent getting an instance: instantiating a fresh one, or taking
+    /// a warm one from the pool.
     pub instantiate: Duration,
+    /// Which request of its instance this was: 1 for a fresh instance, more
+    /// when the component reuses instances.
+    pub instance_request: u32,
+}
+
+/// Marks the 503 [`SpinApp::handle`] answers when every instance slot is
+/// busy, so callers can treat it as overload (shed, or serve elsewhere)
+/// without reading the body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolFull {
+    /// The component that could not get an instance.
+    pub component: String,
+    /// The pool's size.
+    pub capacity: usize,
 }
 
 /// Why [`SpinApp::load`] failed.
@@ -150,12 +175,16 @@ impl SpinApp {
         })
     }
 
-    /// Serves one request in a fresh component instance.
+    /// Serves one request in a fresh component instance (or a warm one,
+    /// for components configured with a [`ReusePolicy`]), under the host's
+    /// `request_timeout`.
     ///
-    /// Never fails: no matching route gives a 404, a trapping component a 500
-    /// and an exceeded deadline a 504, all as `application/problem+json`, so
-    /// the gateway can return the result as-is. The response carries a
-    /// [`Served`] extension when a component ran.
+    /// Never fails: no matching route gives a 404, a trapping component a 500,
+    /// an exceeded deadline a 504 and a full pool a 503 (with [`PoolFull`]),
+    /// all as `application/problem+json`, so the gateway can return the
+    /// result as-is. The response carries a [`Served`] extension when a
+    /// component ran. Dropping the returned future, or the response body
+    /// before its end, aborts the guest.
     pub async fn handle<B>(
         &self,
         req: http::Request<B>,
@@ -165,7 +194,42 @@ impl SpinApp {
         B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
         B::Error: Into<BoxError>,
     {
-        handle::serve(&self.inner, req, client_addr).await
+        let timeout = self.inner.config.request_timeout;
+        handle::serve(&self.inner, req, client_addr, timeout).await
+    }
+
+    /// Like [`SpinApp::handle`], with a deadline of `timeout` when that is
+    /// shorter than the host's `request_timeout`: a caller with its own
+    /// deadline (a gateway route) gets the guest interrupted when it stops
+    /// waiting, rather than running on unobserved.
+    pub async fn handle_within<B>(
+        &self,
+        req: http::Request<B>,
+        client_addr: SocketAddr,
+        timeout: Duration,
+    ) -> http::Response<HostBody>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let timeout = timeout.min(self.inner.config.request_timeout);
+        handle::serve(&self.inner, req, client_addr, timeout).await
+    }
+
+    /// How many instance slots are busy and idle right now.
+    pub fn pool_stats(&self) -> PoolStats {
+        self.inner.pool.stats()
+    }
+
+    /// Ids of the components a manifest declares, without loading them: lets
+    /// a caller build per-component settings (such as reuse) before
+    /// [`SpinApp::load`].
+    pub fn manifest_component_ids(manifest: &Path) -> Result<Vec<String>, LoadError> {
+        let parsed = manifest::load(manifest).map_err(|message| LoadError::Manifest {
+            path: manifest.to_path_buf(),
+            message,
+        })?;
+        Ok(parsed.components.into_iter().map(|c| c.id).collect())
     }
 
     /// Ids of the loaded components, in manifest order; useful for startup

@@ -1,14 +1,15 @@
 //! The per-request store state and its locked-down WASI context.
 //!
-//! Each request gets a fresh `HostState`: a WASI context with no preopened
+//! Each instance gets a fresh `HostState` (one per request unless its
+//! component opted in to instance reuse): a WASI context with no preopened
 //! directories, no inherited environment and no network, plus the wasi:http
 //! context whose outbound requests are always refused. Only the component's
 //! own `environment` entries and stdio (to the gateway's stderr/stdout) are
 //! visible, which is the least a Spin component expects.
 
 use std::sync::Arc;
+use std::time::Instant;
 
-use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{
@@ -16,6 +17,7 @@ use wasmtime_wasi_http::{
     WasiHttpView,
 };
 
+use crate::limits::MemoryCap;
 use crate::sqlite::SqliteAccess;
 use crate::variables::ComponentVariables;
 
@@ -40,14 +42,18 @@ pub(crate) struct HostState {
     http: WasiHttpCtx,
     hooks: DenyOutbound,
     /// Memory limits checked by the store's limiter.
-    pub limits: StoreLimits,
+    pub limits: MemoryCap,
+    /// When the current request must be done (re-armed for every request
+    /// a reused instance serves).
+    pub deadline: Instant,
     /// The component being run.
     pub component: Arc<ComponentCtx>,
 }
 
 impl HostState {
-    /// Builds the isolated state for one request of `component`.
-    pub fn new(component: Arc<ComponentCtx>, limits: StoreLimits) -> HostState {
+    /// Builds the isolated state for one instance of `component` (one
+    /// request, or several in turn when the component reuses instances).
+    pub fn new(component: Arc<ComponentCtx>, limits: MemoryCap) -> HostState {
         let mut builder = WasiCtx::builder();
         builder
             .inherit_stdout()
@@ -63,6 +69,7 @@ impl HostState {
             http: WasiHttpCtx::new(),
             hooks: DenyOutbound,
             limits,
+            deadline: Instant::now(),
             component,
         }
     }

@@ -81,6 +81,9 @@ async fn memory_hog_is_500_problem_and_next_request_succeeds() {
     let app = app();
     let r = get(app, "/hog").await;
     assert_problem(&r, 500);
+    // The memory cap stopped it, not the deadline or some other trap.
+    let detail = r.json()["detail"].as_str().unwrap_or("").to_string();
+    assert!(detail.contains("memory limit"), "{detail}");
     assert_ok(app).await;
 }
 

@@ -14,13 +14,14 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use http::Method;
 
-pub use validate::{ConfigError, parse_upstream};
+pub use validate::{ConfigError, default_max_instances, parse_upstream};
 
 /// `[spin].data_dir` when the file leaves it out.
 pub const DEFAULT_DATA_DIR: &str = ".data";
@@ -28,6 +29,69 @@ pub const DEFAULT_DATA_DIR: &str = ".data";
 pub const DEFAULT_COMPONENT_TIMEOUT_MS: u64 = 30_000;
 /// `[spin].component_memory_mib` when the file leaves it out.
 pub const DEFAULT_COMPONENT_MEMORY_MIB: usize = 256;
+/// `reuse.max_requests` when a `[spin.component.<id>] reuse` table leaves it out.
+pub const DEFAULT_REUSE_MAX_REQUESTS: u32 = 128;
+/// `reuse.idle_ms` when a `[spin.component.<id>] reuse` table leaves it out.
+pub const DEFAULT_REUSE_IDLE_MS: u64 = 60_000;
+
+/// Serving requests serially on a warm instance of one component, instead
+/// of Spin's fresh instance per request (embedded host only).
+///
+/// Opt-in per component because it trades isolation for speed: a request
+/// can see what an earlier one left in the instance's memory (statics,
+/// caches). The instance is recycled after `max_requests`, after `idle`
+/// without work, and after any trap, deadline or error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reuse {
+    /// Requests per instance before it is recycled.
+    pub max_requests: u32,
+    /// Idle time after which an instance is recycled.
+    pub idle: Duration,
+}
+
+/// `[server].header_read_timeout_ms` when the file leaves it out.
+pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+/// `[server].body_read_timeout_ms` when the file leaves it out.
+pub const DEFAULT_BODY_READ_TIMEOUT_MS: u64 = 30_000;
+/// `[server].max_in_flight` when the file leaves it out.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+/// `[server].max_buffered_bytes` when the file leaves it out (256 MiB).
+pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 256 << 20;
+/// `[server].drain_ms` when the file leaves it out.
+pub const DEFAULT_DRAIN_MS: u64 = 10_000;
+
+/// How the public listener treats connections and admits requests. These
+/// settings shape the listener itself, so a reload reports a change as
+/// needing a restart rather than applying it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// A client must send a complete request head within this time, or the
+    /// connection is closed (slowloris).
+    pub header_read_timeout: Duration,
+    /// A client must send a complete request body within this time, or it
+    /// gets `408` (slow uploads hold memory and a Spin slot).
+    pub body_read_timeout: Duration,
+    /// Requests being served at once, over all routes; more get `503`.
+    pub max_in_flight: usize,
+    /// Request bytes the gateway holds in memory at once, over all
+    /// requests; a body that would exceed it gets `503`.
+    pub max_buffered_bytes: usize,
+    /// On SIGTERM, how long in-flight requests may take to finish before
+    /// they are cut off.
+    pub drain: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            header_read_timeout: Duration::from_millis(DEFAULT_HEADER_READ_TIMEOUT_MS),
+            body_read_timeout: Duration::from_millis(DEFAULT_BODY_READ_TIMEOUT_MS),
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
+            drain: Duration::from_millis(DEFAULT_DRAIN_MS),
+        }
+    }
+}
 
 /// Which Spin the `spin` backend talks to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,6 +106,11 @@ pub enum SpinMode {
         component_timeout: Duration,
         /// Linear-memory cap per instance.
         component_memory_bytes: usize,
+        /// Instances alive at once (busy or idle); by default the sum of
+        /// the Spin routes' `concurrency`, so route limits shed first.
+        max_instances: u32,
+        /// Components that reuse instances, by component id.
+        reuse: BTreeMap<String, Reuse>,
     },
     /// A running `spin up`, reached over HTTP.
     External {
@@ -175,6 +244,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Admin listener (health, readiness, config reload).
     pub admin_listen: SocketAddr,
+    /// Public listener limits and admission (`[server]`).
+    pub server: ServerLimits,
     /// Spin backend.
     pub spin: SpinMode,
     /// Public routes.

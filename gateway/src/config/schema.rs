@@ -21,6 +21,11 @@ pub struct File {
 pub struct Server {
     pub listen: Option<Spanned<String>>,
     pub admin_listen: Option<Spanned<String>>,
+    pub header_read_timeout_ms: Option<Spanned<i64>>,
+    pub body_read_timeout_ms: Option<Spanned<i64>>,
+    pub max_in_flight: Option<Spanned<i64>>,
+    pub max_buffered_bytes: Option<Spanned<i64>>,
+    pub drain_ms: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -32,6 +37,22 @@ pub struct Spin {
     pub data_dir: Option<Spanned<String>>,
     pub component_timeout_ms: Option<Spanned<i64>>,
     pub component_memory_mib: Option<Spanned<i64>>,
+    pub max_instances: Option<Spanned<i64>>,
+    /// `[spin.component.<id>]`: per-component settings of the embedded host.
+    pub component: Option<std::collections::BTreeMap<String, Spanned<Component>>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Component {
+    pub reuse: Option<Spanned<Reuse>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Reuse {
+    pub max_requests: Option<Spanned<i64>>,
+    pub idle_ms: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize, Debug)]

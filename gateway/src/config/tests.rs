@@ -357,3 +357,103 @@ fn unreadable_files_name_the_file() {
         "{e}"
     );
 }
+
+/// `[spin]` with `extra` lines, then two spin routes (concurrency 3 and 5)
+/// and a native one (concurrency 7, which uses no instance).
+fn pool_config(extra: &str) -> String {
+    format!(
+        r#"[spin]
+mode = "embedded"
+manifest = "spin.toml"
+{extra}
+
+[[route]]
+name = "a"
+match = {{ method = "GET", path = "/a" }}
+spin_path = "/a"
+concurrency = 3
+
+[[route]]
+name = "b"
+match = {{ method = "GET", path = "/b" }}
+spin_path = "/b"
+concurrency = 5
+
+[[route]]
+name = "c"
+match = {{ method = "POST", path = "/c" }}
+backend = "native"
+native = "validate"
+concurrency = 7
+"#
+    )
+}
+
+fn embedded(config: &Config) -> (u32, BTreeMap<String, super::Reuse>) {
+    match &config.spin {
+        SpinMode::Embedded {
+            max_instances,
+            reuse,
+            ..
+        } => (*max_instances, reuse.clone()),
+        SpinMode::External { .. } => panic!("expected embedded"),
+    }
+}
+
+#[test]
+fn the_instance_pool_defaults_to_the_spin_routes_total_concurrency() {
+    let (max, reuse) = embedded(&parse(&pool_config("")).unwrap());
+    assert_eq!(max, 3 + 5, "native routes use no instance");
+    assert!(reuse.is_empty(), "fresh instances unless a component opts in");
+    let (max, _) = embedded(&parse(&pool_config("max_instances = 2")).unwrap());
+    assert_eq!(max, 2, "an explicit size wins");
+    refused(&pool_config("max_instances = 0"), 4, "spin.max_instances", "out of range");
+    refused(
+        &pool_config("max_instances = 100001"),
+        4,
+        "spin.max_instances",
+        "out of range",
+    );
+}
+
+#[test]
+fn component_reuse_is_parsed_with_defaults_and_checked() {
+    let text = pool_config(
+        "[spin.component.validate]\nreuse = { max_requests = 64, idle_ms = 500 }\n\
+         [spin.component.list]\nreuse = {}\n[spin.component.create]\n",
+    );
+    let (_, reuse) = embedded(&parse(&text).unwrap());
+    assert_eq!(
+        reuse["validate"],
+        super::Reuse {
+            max_requests: 64,
+            idle: Duration::from_millis(500)
+        }
+    );
+    assert_eq!(
+        reuse["list"],
+        super::Reuse {
+            max_requests: super::DEFAULT_REUSE_MAX_REQUESTS,
+            idle: Duration::from_millis(super::DEFAULT_REUSE_IDLE_MS)
+        }
+    );
+    assert!(!reuse.contains_key("create"), "a table without reuse");
+    refused(
+        &pool_config("[spin.component.validate]\nreuse = { max_requests = 0 }"),
+        5,
+        "spin.component.validate.reuse.max_requests",
+        "out of range",
+    );
+    refused(
+        &pool_config("[spin.component.validate]\nreuse = { idle_ms = 3600001 }"),
+        5,
+        "spin.component.validate.reuse.idle_ms",
+        "out of range",
+    );
+    refused(
+        &pool_config("[spin.component.validate]\nreuse = { max_request = 3 }"),
+        5,
+        "max_request",
+        "unknown field",
+    );
+}

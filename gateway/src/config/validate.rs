@@ -12,7 +12,7 @@ use toml::Spanned;
 use super::schema;
 use super::{
     BackendKind, CircuitPolicy, Config, FallbackTrigger, NativeHandler, RetryPolicy, RouteConfig,
-    SpinMode,
+    ServerLimits, SpinMode,
 };
 
 /// Why a config file was refused.
@@ -133,7 +133,8 @@ pub(super) fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
             "must differ from server.listen",
         ));
     }
-    let spin = spin_mode(&ctx, &parsed.spin)?;
+    let server = server_limits(&ctx, &parsed.server)?;
+    let mut spin = spin_mode(&ctx, &parsed.spin)?;
 
     if parsed.route.is_empty() {
         return Err(ctx.err(0..0, "route", "at least one [[route]] is required"));
@@ -163,9 +164,16 @@ pub(super) fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
         routes.push(checked);
     }
 
+    if let SpinMode::Embedded { max_instances, .. } = &mut spin
+        && parsed.spin.max_instances.is_none()
+    {
+        *max_instances = default_max_instances(&routes);
+    }
+
     Ok(Config {
         listen,
         admin_listen,
+        server,
         spin,
         routes,
         source: Some(file.to_path_buf()),
@@ -200,6 +208,97 @@ fn socket_addr(
             field,
             format!("`{text}` is not an IP:port address (e.g. 127.0.0.1:8080)"),
         )
+    })
+}
+
+/// Largest `[spin].max_instances`: each slot reserves address space for its
+/// memories in the pooling allocator.
+const MAX_INSTANCES: i64 = 100_000;
+
+/// The pool size when `[spin].max_instances` is absent: enough slots for
+/// every Spin route to use its whole `concurrency`, so a route's own limit
+/// (which sheds or falls back route by route) is reached before the host's
+/// shared pool is.
+pub fn default_max_instances(routes: &[RouteConfig]) -> u32 {
+    let sum: usize = routes
+        .iter()
+        .filter(|r| r.backend != BackendKind::Native)
+        .map(|r| r.concurrency)
+        .sum();
+    u32::try_from(sum.clamp(1, MAX_INSTANCES as usize)).unwrap_or(1)
+}
+
+/// `[spin.component.<id>]` tables: only `reuse` today.
+fn component_reuse(
+    ctx: &Ctx,
+    spin: &schema::Spin,
+) -> Result<std::collections::BTreeMap<String, super::Reuse>, ConfigError> {
+    let mut out = std::collections::BTreeMap::new();
+    for (id, settings) in spin.component.iter().flatten() {
+        let Some(reuse) = &settings.get_ref().reuse else {
+            continue;
+        };
+        let field = |name: &str| format!("spin.component.{id}.reuse.{name}");
+        let r = reuse.get_ref();
+        let max_requests = ctx.int_in(
+            &r.max_requests,
+            &field("max_requests"),
+            1..=1_000_000,
+            super::DEFAULT_REUSE_MAX_REQUESTS,
+        )?;
+        let idle_ms: u64 = ctx.int_in(
+            &r.idle_ms,
+            &field("idle_ms"),
+            1..=3_600_000,
+            super::DEFAULT_REUSE_IDLE_MS,
+        )?;
+        out.insert(
+            id.clone(),
+            super::Reuse {
+                max_requests,
+                idle: Duration::from_millis(idle_ms),
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// `[server]` limits; every field is optional and range-checked.
+fn server_limits(ctx: &Ctx, server: &schema::Server) -> Result<ServerLimits, ConfigError> {
+    let ms = |value: &Option<Spanned<i64>>, field: &str, default: u64| {
+        ctx.int_in::<u64>(value, field, 1..=3_600_000, default)
+            .map(Duration::from_millis)
+    };
+    Ok(ServerLimits {
+        header_read_timeout: ms(
+            &server.header_read_timeout_ms,
+            "server.header_read_timeout_ms",
+            super::DEFAULT_HEADER_READ_TIMEOUT_MS,
+        )?,
+        body_read_timeout: ms(
+            &server.body_read_timeout_ms,
+            "server.body_read_timeout_ms",
+            super::DEFAULT_BODY_READ_TIMEOUT_MS,
+        )?,
+        max_in_flight: ctx.int_in(
+            &server.max_in_flight,
+            "server.max_in_flight",
+            1..=1_000_000,
+            super::DEFAULT_MAX_IN_FLIGHT,
+        )?,
+        max_buffered_bytes: ctx.int_in(
+            &server.max_buffered_bytes,
+            "server.max_buffered_bytes",
+            1..=(1 << 40),
+            super::DEFAULT_MAX_BUFFERED_BYTES,
+        )?,
+        // 0 is allowed: cut in-flight requests off at once.
+        drain: Duration::from_millis(ctx.int_in(
+            &server.drain_ms,
+            "server.drain_ms",
+            0..=3_600_000,
+            super::DEFAULT_DRAIN_MS,
+        )?),
     })
 }
 
@@ -238,6 +337,14 @@ fn spin_mode(ctx: &Ctx, spin: &schema::Spin) -> Result<SpinMode, ConfigError> {
                     super::DEFAULT_COMPONENT_MEMORY_MIB,
                 )? * 1024
                     * 1024,
+                // Replaced by the routes' total concurrency when absent.
+                max_instances: ctx.int_in(
+                    &spin.max_instances,
+                    "spin.max_instances",
+                    1..=MAX_INSTANCES,
+                    1,
+                )?,
+                reuse: component_reuse(ctx, spin)?,
             })
         }
         "external" => {

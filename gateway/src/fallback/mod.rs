@@ -86,6 +86,8 @@ pub enum Failure {
     CircuitOpen,
     /// The route's concurrency limit was reached.
     Overloaded,
+    /// The embedded host's instance pool was full.
+    PoolFull(String),
 }
 
 impl Failure {
@@ -96,7 +98,7 @@ impl Failure {
             Failure::Timeout(_) => FallbackTrigger::Timeout,
             Failure::ServerError(_) => FallbackTrigger::ServerError,
             Failure::CircuitOpen => FallbackTrigger::CircuitOpen,
-            Failure::Overloaded => FallbackTrigger::Overloaded,
+            Failure::Overloaded | Failure::PoolFull(_) => FallbackTrigger::Overloaded,
         }
     }
 
@@ -106,7 +108,7 @@ impl Failure {
             // Like Envoy's `retry_on: 5xx`: a fresh instance (or another
             // Spin replica) may well succeed; the budget bounds the cost.
             Failure::ServerError(_) => true,
-            Failure::CircuitOpen | Failure::Overloaded => false,
+            Failure::CircuitOpen | Failure::Overloaded | Failure::PoolFull(_) => false,
         }
     }
 }
@@ -213,7 +215,7 @@ async fn native(
     let _in_flight = backends.metrics.in_flight("native");
     let mut response = backends
         .native
-        .call(handler, &parts.headers, bytes)
+        .call(handler, &parts.headers, bytes, route.timeout)
         .instrument(span)
         .await;
     let headers = response.headers_mut();
@@ -287,8 +289,14 @@ pub async fn call_spin(
         let _in_flight = backends.metrics.in_flight(spin.label());
         let outcome = tokio::time::timeout(
             route.timeout,
-            spin.call(clone_parts(&parts), this_body, spin_path, client)
-                .instrument(span.clone()),
+            spin.call(
+                clone_parts(&parts),
+                this_body,
+                spin_path,
+                client,
+                route.timeout,
+            )
+            .instrument(span.clone()),
         )
         .await;
         match &outcome {
@@ -307,6 +315,9 @@ pub async fn call_spin(
             Ok(Err(SpinError::Io(_))) => {
                 span.record("error.type", "io");
             }
+            Ok(Err(SpinError::Overloaded(_))) => {
+                span.record("error.type", "overloaded");
+            }
             Err(_) => {
                 span.record("error.type", "timeout");
             }
@@ -324,10 +335,26 @@ pub async fn call_spin(
                 return Ok(hold_until_body_ends(label(response, spin), permit));
             }
             Ok(Ok(response)) => Failure::ServerError(label(response, spin)),
+            // A full instance pool says nothing about the component's
+            // health: the breaker does not hear of it and it is not retried.
+            Ok(Err(SpinError::Overloaded(message))) => {
+                drop(attempt);
+                return Err(Failure::PoolFull(message));
+            }
             Ok(Err(SpinError::Connect(m))) => Failure::Connect(m),
             Ok(Err(SpinError::Io(m))) => Failure::Io(m),
             Err(_) => Failure::Timeout(route.timeout),
         };
+        // A failure the client caused (its streamed body broke off, passed
+        // the route's limit or stalled) is not Spin's: answer the client's
+        // 4xx, and leave the breaker and the retries out of it (the attempt
+        // is dropped unrecorded).
+        let timed_out = matches!(failure, Failure::Timeout(_));
+        if let Some(fault) = crate::server::admission::client_fault(&parts, timed_out) {
+            tracing::debug!(route = %route.name, ?failure, "client-side failure: {fault}");
+            drop(attempt);
+            return Ok(fault.response());
+        }
         if let Some(t) = attempt.record(false) {
             log_transition(route, backends.metrics, t);
         }
@@ -429,7 +456,7 @@ fn failure_response(
     metrics: &Metrics,
     failure: Failure,
 ) -> Response {
-    if matches!(failure, Failure::Overloaded) {
+    if matches!(failure, Failure::Overloaded | Failure::PoolFull(_)) {
         metrics.shed(&route.name);
     }
     let backend = spin.describe();
@@ -480,6 +507,14 @@ fn failure_response(
                 ),
             ),
             Some(route.circuit.open_for.as_secs().max(1)),
+        ),
+        Failure::PoolFull(message) => (
+            Problem::new(
+                503,
+                "Overloaded",
+                format!("route `{}`: {message}; retry shortly", route.name),
+            ),
+            Some(1),
         ),
         Failure::Overloaded => (
             Problem::new(

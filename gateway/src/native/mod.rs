@@ -7,8 +7,15 @@
 //! on Tokio's blocking pool, never on the async workers, behind a semaphore
 //! sized to the machine's cores so a flood of batches queues instead of
 //! oversubscribing the CPU.
+//!
+//! The queue in front of the workers is bounded ([`QUEUED_PER_WORKER`] per
+//! worker): when the Wasm path is overloaded and an `auto` route sends its
+//! load here, a full queue sheds with `503` + `Retry-After` instead of
+//! piling up requests (and their buffered bodies) without limit. Each call
+//! has a deadline (the route's timeout): past it the client gets a `504`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -32,20 +39,43 @@ pub struct NativeTiming {
     pub compute: Duration,
 }
 
+/// Requests that may wait for a native worker, per worker; beyond this
+/// the native path sheds.
+pub const QUEUED_PER_WORKER: usize = 16;
+
 /// The native handlers and the worker budget they share.
 #[derive(Clone)]
 pub struct Native {
     workers: Arc<Semaphore>,
+    /// Calls waiting for a worker right now.
+    waiting: Arc<AtomicUsize>,
+    max_waiting: usize,
     trusted: Arc<TrustedKeys>,
     tampered: bool,
+}
+
+/// Counts a call as waiting until dropped.
+struct Waiting(Arc<AtomicUsize>);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Native {
     /// Handlers using `trusted` keys (the same value the components get from
     /// the `trusted_keys` Spin variable) and `workers` parallel computations.
     pub fn new(trusted: TrustedKeys, workers: usize) -> Self {
+        Native::with_queue(trusted, workers, workers.max(1) * QUEUED_PER_WORKER)
+    }
+
+    /// Like [`Native::new`] with an explicit bound on waiting calls.
+    pub fn with_queue(trusted: TrustedKeys, workers: usize, max_waiting: usize) -> Self {
         Native {
             workers: Arc::new(Semaphore::new(workers.max(1))),
+            waiting: Arc::new(AtomicUsize::new(0)),
+            max_waiting,
             trusted: Arc::new(trusted),
             tampered: false,
         }
@@ -59,11 +89,30 @@ impl Native {
         self
     }
 
-    /// Runs `handler` on a request. The response carries a [`NativeTiming`]
-    /// extension.
-    pub async fn call(&self, handler: NativeHandler, headers: &HeaderMap, body: Bytes) -> Response {
-        match handler {
-            NativeHandler::Validate => self.validate(headers, body).await,
+    /// Runs `handler` on a request, answering within `deadline` (a `504`
+    /// problem past it). The response carries a [`NativeTiming`] extension
+    /// when the handler ran.
+    pub async fn call(
+        &self,
+        handler: NativeHandler,
+        headers: &HeaderMap,
+        body: Bytes,
+        deadline: Duration,
+    ) -> Response {
+        let work = match handler {
+            NativeHandler::Validate => self.validate(headers, body),
+        };
+        match tokio::time::timeout(deadline, work).await {
+            Ok(response) => response,
+            Err(_) => ProblemResponse(Problem::new(
+                504,
+                "Gateway Timeout",
+                format!(
+                    "the native handler did not answer within {} ms (queued behind other work, or computing)",
+                    deadline.as_millis()
+                ),
+            ))
+            .into_response(),
         }
     }
 
@@ -80,6 +129,23 @@ impl Native {
             return response;
         }
         let queued_at = Instant::now();
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            let mut response = ProblemResponse(Problem::new(
+                503,
+                "Overloaded",
+                format!(
+                    "the native workers are busy and {} requests already wait for them; retry shortly",
+                    self.max_waiting
+                ),
+            ))
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return response;
+        }
+        let waiting = Waiting(self.waiting.clone());
         let acquire = self
             .workers
             .clone()
@@ -93,6 +159,7 @@ impl Native {
             ))
             .into_response();
         };
+        drop(waiting);
         let queued = queued_at.elapsed();
         let trusted = self.trusted.clone();
         let compute_span =
@@ -139,5 +206,60 @@ impl Native {
             .extensions_mut()
             .insert(NativeTiming { queued, compute });
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json_headers() -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers
+    }
+
+    fn batch() -> Bytes {
+        Bytes::from_static(br#"{"items":[{"id":1,"name":"a"}]}"#)
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_sheds_with_503_and_retry_after() {
+        let native = Native::with_queue(TrustedKeys::any(), 1, 1);
+        // The only worker is busy.
+        let busy = native.workers.clone().acquire_owned().await.unwrap();
+        let waiting = {
+            let native = native.clone();
+            tokio::spawn(async move {
+                let headers = json_headers();
+                native
+                    .call(NativeHandler::Validate, &headers, batch(), Duration::from_secs(60))
+                    .await
+            })
+        };
+        while native.waiting.load(Ordering::Acquire) == 0 {
+            tokio::task::yield_now().await;
+        }
+        let shed = native
+            .call(NativeHandler::Validate, &json_headers(), batch(), Duration::from_secs(60))
+            .await;
+        assert_eq!(shed.status(), 503);
+        assert_eq!(shed.headers()[header::RETRY_AFTER], "1");
+
+        drop(busy);
+        let served = waiting.await.unwrap();
+        assert_eq!(served.status(), 200, "the queued call runs once a worker is free");
+        assert_eq!(native.waiting.load(Ordering::Acquire), 0);
+    }
+
+    #[tokio::test]
+    async fn a_call_past_its_deadline_is_a_504_and_leaves_the_queue() {
+        let native = Native::with_queue(TrustedKeys::any(), 1, 4);
+        let _busy = native.workers.clone().acquire_owned().await.unwrap();
+        let late = native
+            .call(NativeHandler::Validate, &json_headers(), batch(), Duration::from_millis(20))
+            .await;
+        assert_eq!(late.status(), 504);
+        assert_eq!(native.waiting.load(Ordering::Acquire), 0, "no longer counted as waiting");
     }
 }

@@ -4,6 +4,7 @@
 //! only (probes, reloads) without it being reachable by API clients.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::extract::State;
@@ -68,7 +69,9 @@ async fn readyz(State(gateway): State<Arc<Gateway>>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-/// The running configuration, as the gateway understood it.
+/// The running configuration, as the gateway understood it, with its
+/// generation (successful reloads since start) and the count of refused
+/// reloads: a reload by SIGHUP shows up here.
 async fn show_config(State(gateway): State<Arc<Gateway>>) -> Response {
     let runtime = gateway.current();
     let config = &runtime.config;
@@ -78,13 +81,27 @@ async fn show_config(State(gateway): State<Arc<Gateway>>) -> Response {
             data_dir,
             component_timeout,
             component_memory_bytes,
+            max_instances,
+            reuse,
         } => {
+            let reuse: serde_json::Map<String, serde_json::Value> = reuse
+                .iter()
+                .map(|(id, r)| {
+                    let settings = serde_json::json!({
+                        "max_requests": r.max_requests,
+                        "idle_ms": r.idle.as_millis() as u64,
+                    });
+                    (id.clone(), settings)
+                })
+                .collect();
             serde_json::json!({
                 "mode": "embedded",
                 "manifest": manifest,
                 "data_dir": data_dir,
                 "component_timeout_ms": component_timeout.as_millis() as u64,
                 "component_memory_bytes": component_memory_bytes,
+                "max_instances": max_instances,
+                "reuse": reuse,
             })
         }
         SpinMode::External { upstream } => {
@@ -124,10 +141,20 @@ async fn show_config(State(gateway): State<Arc<Gateway>>) -> Response {
             })
         })
         .collect();
+    let server = &config.server;
     axum::Json(serde_json::json!({
         "source": gateway.source().map(|p| p.display().to_string()),
+        "generation": gateway.reloads.generation.load(Ordering::Acquire),
+        "reloads_failed": gateway.reloads.failed.load(Ordering::Acquire),
         "listen": config.listen.to_string(),
         "admin_listen": config.admin_listen.to_string(),
+        "server": {
+            "header_read_timeout_ms": server.header_read_timeout.as_millis() as u64,
+            "body_read_timeout_ms": server.body_read_timeout.as_millis() as u64,
+            "max_in_flight": server.max_in_flight,
+            "max_buffered_bytes": server.max_buffered_bytes,
+            "drain_ms": server.drain.as_millis() as u64,
+        },
         "spin": spin,
         "routes": routes,
     }))

@@ -3,19 +3,23 @@
 //!
 //! Unknown paths and methods are answered here, in problem+json, so a
 //! client never sees an HTML or plain-text error. The admin listener lives
-//! in [`admin`].
+//! in [`admin`], the accept loop (connection limits, drain) in
+//! [`listener`], and the request admission rules in [`admission`].
 
 pub mod admin;
+pub mod admission;
+pub mod listener;
+mod openapi;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::Router;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Extension, Request, State};
 use axum::response::{IntoResponse, Response};
+use axum::{Router, body::Body};
 use http::{HeaderValue, header};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use tokio::net::TcpListener;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -34,18 +38,27 @@ use crate::runtime::Runtime;
 use crate::shadow;
 use crate::spin::RequestBody;
 use crate::telemetry::propagation;
+use admission::{Admission, AdmittedBody, BodyError};
 
 /// The request id header: taken from the client or generated, passed to
 /// the backend, and echoed in the response.
 pub const REQUEST_ID: &str = "x-request-id";
 
-/// The public router.
+/// The public router. Its admission limits (`[server]`) are read once, here:
+/// they size shared budgets, so a change takes a restart.
 pub fn public_router(gateway: Arc<Gateway>) -> Router {
     let request_id = http::HeaderName::from_static(REQUEST_ID);
+    let admission = Arc::new(Admission::new(&gateway.current().config.server));
     Router::new()
         .route("/healthz", axum::routing::get(healthz))
+        .route("/openapi.json", axum::routing::get(openapi::document))
+        .route(
+            "/item.schema.json",
+            axum::routing::get(openapi::item_schema),
+        )
         .fallback(handle)
         .with_state(gateway)
+        .layer(Extension(admission))
         .layer(
             tower::ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
@@ -70,6 +83,7 @@ async fn healthz(State(gateway): State<Arc<Gateway>>) -> Response {
 /// happened.
 async fn handle(
     State(gateway): State<Arc<Gateway>>,
+    Extension(admission): Extension<Arc<Admission>>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
@@ -108,13 +122,22 @@ async fn handle(
     );
     let _ = span.set_parent(propagation::extract(request.headers()));
 
-    let mut response = match resolved {
-        Match::Route { index, params } => {
-            route_request(&gateway, &runtime, index, params, client, request)
-                .instrument(span.clone())
-                .await
+    // Admitted (or refused) before anything is read or matched further; a
+    // refusal is the gateway's answer, counted like any other below.
+    let (permit, refused) = match admission.enter() {
+        Ok(permit) => (Some(permit), None),
+        Err(busy) => (None, Some(busy)),
+    };
+    let mut response = match (resolved, refused) {
+        (_, Some(busy)) => busy,
+        (Match::Route { index, params }, None) => {
+            route_request(
+                &gateway, &runtime, &admission, index, params, client, request,
+            )
+            .instrument(span.clone())
+            .await
         }
-        Match::MethodNotAllowed { allow } => {
+        (Match::MethodNotAllowed { allow }, None) => {
             let mut response =
                 ProblemResponse(problem::method_not_allowed(method.as_str(), &path, &allow))
                     .into_response();
@@ -123,7 +146,7 @@ async fn handle(
             }
             response
         }
-        Match::NotFound => ProblemResponse(problem::not_found(&path)).into_response(),
+        (Match::NotFound, None) => ProblemResponse(problem::not_found(&path)).into_response(),
     };
 
     let status = response.status();
@@ -177,7 +200,10 @@ async fn handle(
             .metrics
             .native(route_name, timing.queued, timing.compute);
     }
-    response
+    match permit {
+        Some(permit) => admission::hold_until_sent(response, permit),
+        None => response,
+    }
 }
 
 /// Reads the body as the route needs it, calls the fallback policy, and
@@ -185,6 +211,7 @@ async fn handle(
 async fn route_request(
     gateway: &Arc<Gateway>,
     runtime: &Arc<Runtime>,
+    admission: &Admission,
     index: usize,
     params: Vec<(String, String)>,
     client: SocketAddr,
@@ -196,12 +223,13 @@ async fn route_request(
     let config = &route.config;
     let started = Instant::now();
 
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    // Refused from the head alone: not a byte of the body is read.
     if declared.is_some_and(|len| len > config.max_body_bytes as u64) {
         return ProblemResponse(problem::payload_too_large(
             &config.name,
@@ -209,30 +237,43 @@ async fn route_request(
         ))
         .into_response();
     }
-    let body = if fallback::needs_buffered_body(config, Some(&runtime.spin), &parts.method) {
-        match Limited::new(body, config.max_body_bytes).collect().await {
-            Ok(collected) => RequestBody::Buffered(collected.to_bytes()),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                return ProblemResponse(problem::payload_too_large(
-                    &config.name,
-                    config.max_body_bytes,
-                ))
-                .into_response();
-            }
-            Err(e) => {
-                return ProblemResponse(Problem::new(
-                    400,
-                    "Bad Request",
-                    format!("the request body could not be read: {e}"),
-                ))
-                .into_response();
+    let buffered = fallback::needs_buffered_body(config, Some(&runtime.spin), &parts.method);
+    // A body the gateway will hold in memory reserves its declared length
+    // before it is read; a chunked one reserves frame by frame as it comes.
+    let reservation = if buffered {
+        let declared = declared.map_or(0, |len| len as usize);
+        match admission.bytes().reserve(declared) {
+            Some(reservation) => Some(reservation),
+            None => {
+                let limit = admission.bytes().limit();
+                return BodyError::OverBudget { limit }.response();
             }
         }
     } else {
-        RequestBody::Streaming(axum::body::Body::new(Limited::new(
-            body,
-            config.max_body_bytes,
-        )))
+        None
+    };
+    let (mut admitted, watch) = AdmittedBody::new(
+        body,
+        &config.name,
+        config.max_body_bytes,
+        admission.body_read_timeout,
+        reservation,
+    );
+    // Kept until the backend has answered: the buffered bytes live as long.
+    let mut _held = None;
+    let body = if buffered {
+        match (&mut admitted).collect().await {
+            Ok(collected) => {
+                _held = admitted.take_reservation();
+                RequestBody::Buffered(collected.to_bytes())
+            }
+            Err(e) => return e.response(),
+        }
+    } else {
+        // Errors surface while the body streams to Spin; the fallback
+        // policy reads the watch to know they were the client's.
+        parts.extensions.insert(watch);
+        RequestBody::Streaming(Body::new(admitted))
     };
     if let RequestBody::Buffered(bytes) = &body {
         tracing::Span::current().record("http.request.body.size", bytes.len() as i64);
@@ -308,19 +349,33 @@ async fn route_request(
     Response::from_parts(head, axum::body::Body::from(primary_body))
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then lets
-/// in-flight requests finish.
+/// Serves `router` on `listener` with the default connection settings
+/// until `shutdown` completes, then lets in-flight requests finish (up to
+/// the default drain time).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
+    listener::serve(
         listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
+        router,
+        listener::ListenerOptions::default(),
+        shutdown,
     )
-    .with_graceful_shutdown(shutdown)
     .await
+    .map(|_| ())
+}
+
+/// Serves `router` with the settings of a `[server]` section; see
+/// [`listener::serve`].
+pub async fn serve_with(
+    listener: TcpListener,
+    router: Router,
+    limits: &crate::config::ServerLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<listener::Drained> {
+    listener::serve(listener, router, limits.into(), shutdown).await
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

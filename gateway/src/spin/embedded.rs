@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::response::Response;
@@ -15,7 +16,7 @@ use bytes::Bytes;
 use http::Request;
 use http::uri::PathAndQuery;
 use http_body_util::Full;
-use spin_host::{HostConfig, SpinApp};
+use spin_host::{HostConfig, PoolFull, PoolStats, SpinApp};
 
 /// A loaded Spin application, shared by every request.
 #[derive(Clone)]
@@ -37,16 +38,43 @@ impl EmbeddedSpin {
         self.app.component_ids()
     }
 
-    /// Sends a (buffered) request to the component serving `spin_path`.
+    /// Busy and idle instance slots, for metrics and health output.
+    pub fn pool_stats(&self) -> PoolStats {
+        self.app.pool_stats()
+    }
+
+    /// Sends a (buffered) request to the component serving `spin_path`,
+    /// with a deadline of `timeout` (capped by `component_timeout_ms`).
     ///
     /// `parts` are the public request's; only the path changes, the query
-    /// string is kept as is.
+    /// string is kept as is. `Err` carries the host's typed "every instance
+    /// slot is busy" answer, which is overload, not a component failure.
     pub async fn call(
+        &self,
+        parts: http::request::Parts,
+        body: Bytes,
+        spin_path: &str,
+        client_addr: SocketAddr,
+        timeout: Duration,
+    ) -> Result<Response, PoolFull> {
+        let response = self
+            .call_unchecked(parts, body, spin_path, client_addr, timeout)
+            .await;
+        match response.extensions().get::<PoolFull>() {
+            Some(full) => Err(full.clone()),
+            None => Ok(response),
+        }
+    }
+
+    /// [`EmbeddedSpin::call`], passing the host's 503 on a full pool through
+    /// as a response (what `serve-spin`, standing in for Spin, answers).
+    async fn call_unchecked(
         &self,
         mut parts: http::request::Parts,
         body: Bytes,
         spin_path: &str,
         client_addr: SocketAddr,
+        timeout: Duration,
     ) -> Response {
         let path_and_query = crate::routing::with_query(spin_path, &parts.uri);
         let mut uri = parts.uri.clone().into_parts();
@@ -55,7 +83,7 @@ impl EmbeddedSpin {
             parts.uri = rewritten;
         }
         let request = Request::from_parts(parts, Full::new(body));
-        let response = self.app.handle(request, client_addr).await;
+        let response = self.app.handle_within(request, client_addr, timeout).await;
         response.map(Body::new)
     }
 }
@@ -66,12 +94,10 @@ const STANDALONE_MAX_BODY: usize = 64 << 20;
 
 /// A router that serves the manifest's own routes, unchanged, like
 /// `spin up` does: the stand-in for an external Spin where no Spin CLI is
-/// installed (and what the external-mode tests run against).
-pub fn standalone_router(manifest: &Path, data_dir: &Path) -> anyhow::Result<axum::Router> {
-    let config = HostConfig {
-        data_dir: data_dir.to_path_buf(),
-        ..HostConfig::default()
-    };
+/// installed (and what the external-mode tests run against). `config` is
+/// the host's (data dir, limits, reuse), as `spin up`'s flags would be.
+pub fn standalone_router(manifest: &Path, config: HostConfig) -> anyhow::Result<axum::Router> {
+    let timeout = config.request_timeout;
     let spin = EmbeddedSpin::load(manifest, config)?;
     let handler =
         move |axum::extract::ConnectInfo(client): axum::extract::ConnectInfo<SocketAddr>,
@@ -96,7 +122,8 @@ pub fn standalone_router(manifest: &Path, data_dir: &Path) -> anyhow::Result<axu
                     }
                 };
                 let path = parts.uri.path().to_string();
-                spin.call(parts, bytes, &path, client).await
+                spin.call_unchecked(parts, bytes, &path, client, timeout)
+                    .await
             }
         };
     Ok(axum::Router::new().fallback(handler))

@@ -36,6 +36,9 @@ pub enum SpinError {
     /// The exchange broke after connecting.
     #[error("{0}")]
     Io(String),
+    /// The embedded host has no free instance slot: overload, not failure.
+    #[error("{0}")]
+    Overloaded(String),
 }
 
 /// The Spin application, wherever it runs.
@@ -81,13 +84,16 @@ impl SpinBackend {
         }
     }
 
-    /// Sends one request to the component route `spin_path`.
+    /// Sends one request to the component route `spin_path`; the embedded
+    /// host interrupts the guest after `timeout` (the route's), an external
+    /// Spin is simply no longer waited for (the caller's timeout).
     pub async fn call(
         &self,
         parts: http::request::Parts,
         body: RequestBody,
         spin_path: &str,
         client: SocketAddr,
+        timeout: Duration,
     ) -> Result<Response, SpinError> {
         match self {
             SpinBackend::Embedded(app) => {
@@ -101,7 +107,14 @@ impl SpinBackend {
                         ));
                     }
                 };
-                Ok(app.call(parts, bytes, spin_path, client).await)
+                app.call(parts, bytes, spin_path, client, timeout)
+                    .await
+                    .map_err(|full| {
+                        SpinError::Overloaded(format!(
+                            "all {} instance slots of the embedded host are busy (component '{}')",
+                            full.capacity, full.component
+                        ))
+                    })
             }
             SpinBackend::External(proxy) => {
                 let body = match body {

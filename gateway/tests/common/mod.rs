@@ -155,7 +155,11 @@ pub async fn start_spin_standin(data_dir: &Path) -> Served {
     let manifest = repo_root().join("spin.toml");
     let dir = data_dir.to_path_buf();
     let router = tokio::task::spawn_blocking(move || {
-        gateway::spin::embedded::standalone_router(&manifest, &dir)
+        let config = spin_host::HostConfig {
+            data_dir: dir,
+            ..spin_host::HostConfig::default()
+        };
+        gateway::spin::embedded::standalone_router(&manifest, config)
     })
     .await
     .expect("join")

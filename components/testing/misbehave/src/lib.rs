@@ -5,17 +5,25 @@
 //! * `/ok`   — 200 `ok` (the control case: the host still works afterwards);
 //! * `/trap` — panics, which traps the instance;
 //! * `/loop` — never returns (a busy loop the optimizer cannot remove);
-//! * `/hog`  — allocates 1 MiB chunks until allocation fails (and traps).
+//! * `/hog`  — allocates 1 MiB chunks until allocation fails (and traps);
+//! * `/count` — 200 with how many requests this instance has served,
+//!   including this one: always `1` with Spin's fresh instance per request,
+//!   more when the host reuses instances (the state reuse makes visible).
 //!
 //! Not in `spin.toml`: it is never deployed.
 
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use spin_sdk::http::{IncomingRequest, Response};
 use spin_sdk::http_component;
 
+/// Requests this instance has served.
+static SERVED: AtomicU64 = AtomicU64::new(0);
+
 #[http_component]
 fn handle(req: IncomingRequest) -> Response {
+    let served = SERVED.fetch_add(1, Ordering::Relaxed) + 1;
     let path = req.path_with_query().unwrap_or_default();
     let path = path.split('?').next().unwrap_or_default();
     match path.rsplit('/').next().unwrap_or_default() {
@@ -23,9 +31,10 @@ fn handle(req: IncomingRequest) -> Response {
         "trap" => panic!("misbehave: trapping on purpose"),
         "loop" => spin(),
         "hog" => hog(),
+        "count" => text(200, &served.to_string()),
         other => text(
             404,
-            &format!("unknown behaviour {other:?}; try ok, trap, loop or hog"),
+            &format!("unknown behaviour {other:?}; try ok, trap, loop, hog or count"),
         ),
     }
 }
