@@ -55,7 +55,7 @@ pub struct Validate {
     pub rows: Vec<ValidateRow>,
     pub crossover: Crossovers,
     /// The `fallback.native_above_bytes` this run suggests for the
-    /// validate route.
+    /// validate route as the built-in config runs it (fresh instances).
     pub suggested_native_above_bytes: u64,
     /// How the suggestion was derived.
     pub suggestion_basis: String,
@@ -97,6 +97,8 @@ pub struct Crossover {
     /// Body size where the ratio crosses the threshold, interpolated
     /// between those two (ratio linear in log(bytes)).
     pub crossover_bytes: Option<u64>,
+    /// `fallback.native_above_bytes` for a validate component run this way.
+    pub suggested_native_above_bytes: u64,
     /// One sentence for people.
     pub summary: String,
 }
@@ -371,8 +373,21 @@ pub fn targets(
 }
 
 /// Where Wasm (latency ratios `ratios`, per batch `(items, bytes)`, in
-/// ascending size) stops being within `threshold` of native.
-pub fn crossover(sizes: &[(u32, u64)], ratios: &[f64], threshold: f64) -> Crossover {
+/// ascending size) stops being within `threshold` of native, and the
+/// `native_above_bytes` that follows (see [`suggest_native_above_bytes`]).
+pub fn crossover(
+    sizes: &[(u32, u64)],
+    ratios: &[f64],
+    threshold: f64,
+    max_batch_bytes: u64,
+) -> Crossover {
+    let mut c = locate_crossover(sizes, ratios, threshold);
+    let smallest = sizes.first().map(|s| s.1).unwrap_or(1);
+    c.suggested_native_above_bytes = suggest_native_above_bytes(&c, smallest, max_batch_bytes);
+    c
+}
+
+fn locate_crossover(sizes: &[(u32, u64)], ratios: &[f64], threshold: f64) -> Crossover {
     let within = |i: usize| ratios[i] <= threshold;
     let last_within = (0..ratios.len().min(sizes.len()))
         .rev()
@@ -384,6 +399,7 @@ pub fn crossover(sizes: &[(u32, u64)], ratios: &[f64], threshold: f64) -> Crosso
             exceeded_at_items: sizes.first().map(|s| s.0),
             exceeded_at_bytes: sizes.first().map(|s| s.1),
             crossover_bytes: None,
+            suggested_native_above_bytes: 0,
             summary: format!("never within {threshold}x of native at any measured size"),
         },
         Some(i) if i + 1 >= sizes.len().min(ratios.len()) => Crossover {
@@ -392,6 +408,7 @@ pub fn crossover(sizes: &[(u32, u64)], ratios: &[f64], threshold: f64) -> Crosso
             exceeded_at_items: None,
             exceeded_at_bytes: None,
             crossover_bytes: None,
+            suggested_native_above_bytes: 0,
             summary: format!(
                 "within {threshold}x of native up to the largest measured batch ({} items, {} bytes)",
                 sizes[i].0, sizes[i].1
@@ -409,6 +426,7 @@ pub fn crossover(sizes: &[(u32, u64)], ratios: &[f64], threshold: f64) -> Crosso
                 exceeded_at_items: Some(hi.0),
                 exceeded_at_bytes: Some(hi.1),
                 crossover_bytes: Some(bytes),
+                suggested_native_above_bytes: 0,
                 summary: format!(
                     "within {threshold}x up to {} items ({} bytes), {r_hi:.2}x at {} items ({} bytes); crosses near {bytes} bytes",
                     lo.0, lo.1, hi.0, hi.1
@@ -421,7 +439,7 @@ pub fn crossover(sizes: &[(u32, u64)], ratios: &[f64], threshold: f64) -> Crosso
 /// `fallback.native_above_bytes` from a crossover: the crossing rounded
 /// down to whole KiB; everything measured when Wasm is never within; the
 /// largest batch the core accepts when it always is.
-pub fn suggest_native_above_bytes(c: &Crossover, smallest_bytes: u64, max_batch_bytes: u64) -> u64 {
+fn suggest_native_above_bytes(c: &Crossover, smallest_bytes: u64, max_batch_bytes: u64) -> u64 {
     match (c.crossover_bytes, c.within_up_to_bytes) {
         (Some(bytes), _) => (bytes / 1024 * 1024).max(bytes.min(1024)).max(1),
         (None, None) => smallest_bytes.max(1),
@@ -535,12 +553,16 @@ pub fn markdown(r: &Report) -> String {
     }
     let _ = writeln!(
         md,
-        "\nCrossover ({}x of native): fresh: {}; reuse: {}.\n\n\
+        "\nWhere Wasm stops being within {}x of native latency:\n\n\
+         * fresh instance: {}; suggested `native_above_bytes` = {};\n\
+         * instance reuse: {}; suggested `native_above_bytes` = {}.\n\n\
          **Suggested `fallback.native_above_bytes` for the validate route: {}** ({}).\n\n\
          ![validate latency](validate_latency.svg)\n![validate ratio](validate_ratio.svg)\n",
         v.crossover.threshold,
         v.crossover.fresh.summary,
+        v.crossover.fresh.suggested_native_above_bytes,
         v.crossover.reuse.summary,
+        v.crossover.reuse.suggested_native_above_bytes,
         v.suggested_native_above_bytes,
         v.suggestion_basis
     );
@@ -640,28 +662,25 @@ mod tests {
 
     #[test]
     fn crossover_is_interpolated_between_the_neighbours() {
-        let c = crossover(SIZES, &[1.1, 1.2, 1.3, 1.7], 1.5);
+        let c = crossover(SIZES, &[1.1, 1.2, 1.3, 1.7], 1.5, 1 << 24);
         assert_eq!(c.within_up_to_items, Some(100));
         assert_eq!(c.exceeded_at_items, Some(1000));
         let bytes = c.crossover_bytes.expect("a crossing");
         // Half way between 30 kB and 300 kB in log space: ~94.9 kB.
         assert!((94_000..96_000).contains(&bytes), "{bytes}");
-        assert_eq!(
-            suggest_native_above_bytes(&c, 300, 1 << 24),
-            bytes / 1024 * 1024
-        );
+        assert_eq!(c.suggested_native_above_bytes, bytes / 1024 * 1024);
     }
 
     #[test]
     fn crossover_edges() {
-        let never = crossover(SIZES, &[9.0, 5.0, 3.0, 2.0], 1.5);
+        let never = crossover(SIZES, &[9.0, 5.0, 3.0, 2.0], 1.5, 1 << 24);
         assert_eq!(never.within_up_to_items, None);
-        assert_eq!(suggest_native_above_bytes(&never, 300, 1 << 24), 300);
-        let always = crossover(SIZES, &[1.0, 1.0, 1.1, 1.2], 1.5);
+        assert_eq!(never.suggested_native_above_bytes, 300);
+        let always = crossover(SIZES, &[1.0, 1.0, 1.1, 1.2], 1.5, 1 << 24);
         assert_eq!(always.exceeded_at_items, None);
-        assert_eq!(suggest_native_above_bytes(&always, 300, 1 << 24), 1 << 24);
+        assert_eq!(always.suggested_native_above_bytes, 1 << 24);
         // Within only in the middle: the last size within sets the crossing.
-        let middle = crossover(SIZES, &[3.0, 1.4, 1.6, 2.0], 1.5);
+        let middle = crossover(SIZES, &[3.0, 1.4, 1.6, 2.0], 1.5, 1 << 24);
         assert_eq!(middle.within_up_to_items, Some(10));
         assert_eq!(middle.exceeded_at_items, Some(100));
     }
