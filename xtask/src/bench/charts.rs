@@ -27,11 +27,12 @@ const COLORS: [RGBColor; 4] = [
 
 /// Writes every chart into `dir`; returns the files written.
 pub fn write_all(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
-    let charts: [(&str, Chart); 4] = [
+    let charts: [(&str, Chart); 5] = [
         ("validate_latency.svg", validate_latency),
         ("validate_ratio.svg", validate_ratio),
         ("hello_throughput.svg", hello_throughput),
         ("gateway_overhead.svg", gateway_overhead),
+        ("rss.svg", rss),
     ];
     let mut written = Vec::new();
     for (name, draw) in charts {
@@ -116,7 +117,7 @@ fn validate_latency(r: &Report, area: &Area<'_>) -> Result<()> {
             )
             .map_err(plot_error)?;
     }
-    legend(&mut chart)
+    legend(&mut chart, SeriesLabelPosition::UpperLeft)
 }
 
 /// Wasm / native latency ratio per batch size, with the 1.5x line.
@@ -179,7 +180,7 @@ fn validate_ratio(r: &Report, area: &Area<'_>) -> Result<()> {
         .map_err(plot_error)?
         .label(format!("{threshold}x (crossover)"))
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], gray));
-    legend(&mut chart)
+    legend(&mut chart, SeriesLabelPosition::UpperLeft)
 }
 
 /// Requests per second of the four hello servers (bars).
@@ -297,17 +298,60 @@ fn gateway_overhead(r: &Report, area: &Area<'_>) -> Result<()> {
                 .map_err(plot_error)?;
         }
     }
-    legend(&mut chart)
+    legend(&mut chart, SeriesLabelPosition::MiddleRight)
 }
 
-fn legend<'a, X, Y>(chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>) -> Result<()>
+/// VmRSS against requests served.
+fn rss(r: &Report, area: &Area<'_>) -> Result<()> {
+    let samples = &r.rss.samples;
+    let x1 = samples
+        .iter()
+        .map(|s| s.requests as f64)
+        .fold(1.0f64, f64::max)
+        * 1.05;
+    let y1 = samples.iter().map(|s| s.mib).fold(1.0f64, f64::max) * 1.25;
+    let mut chart = ChartBuilder::on(area)
+        .caption("Gateway VmRSS while serving the app", (FONT, 22))
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(64)
+        .build_cartesian_2d(0f64..x1, 0f64..y1)
+        .map_err(plot_error)?;
+    chart
+        .configure_mesh()
+        .light_line_style(LIGHT)
+        .x_desc("requests served")
+        .y_desc("VmRSS (MiB)")
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .draw()
+        .map_err(plot_error)?;
+    let points: Vec<(f64, f64)> = samples.iter().map(|s| (s.requests as f64, s.mib)).collect();
+    let color = COLORS[0];
+    chart
+        .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+        .map_err(plot_error)?;
+    chart
+        .draw_series(
+            points
+                .into_iter()
+                .map(|p| Circle::new(p, 4, color.filled())),
+        )
+        .map_err(plot_error)?;
+    Ok(())
+}
+
+fn legend<'a, X, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+    position: SeriesLabelPosition,
+) -> Result<()>
 where
     X: plotters::coord::ranged1d::Ranged<ValueType = f64>,
     Y: plotters::coord::ranged1d::Ranged<ValueType = f64>,
 {
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(position)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .label_font((FONT, 14))

@@ -168,6 +168,15 @@ pub struct Rss {
     pub late_mib: f64,
     /// late_mib / early_mib.
     pub growth: f64,
+    /// Every sample, early to late (plateau or steady growth?).
+    pub samples: Vec<RssSample>,
+}
+
+/// VmRSS after a number of requests.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct RssSample {
+    pub requests: u64,
+    pub mib: f64,
 }
 
 /// One target, judged on this run's numbers.
@@ -641,14 +650,23 @@ pub fn markdown(r: &Report) -> String {
     let s = &r.rss;
     let _ = writeln!(
         md,
-        "## 5. Memory\n\nVmRSS of the gateway serving the app (built-in config, embedded host), {} connections; workload: {}.\n\n\
-         | After requests | VmRSS |\n|---:|---:|\n| {} | {:.1} MiB |\n| {} | {:.1} MiB |\n\nGrowth: {:.2}x.",
-        s.connections,
-        s.workload,
+        "## 5. Memory\n\nVmRSS of the gateway serving the app (built-in config, embedded host), \
+         {} connections; workload: {}.\n\n| After requests | VmRSS |\n|---:|---:|",
+        s.connections, s.workload
+    );
+    for sample in &s.samples {
+        let _ = writeln!(
+            md,
+            "| {} | {:.1} MiB |",
+            thousands(sample.requests as f64),
+            sample.mib
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nGrowth from {} to {} requests: {:.2}x.\n\n![memory](rss.svg)",
         thousands(s.early_requests as f64),
-        s.early_mib,
         thousands(s.late_requests as f64),
-        s.late_mib,
         s.growth
     );
     md

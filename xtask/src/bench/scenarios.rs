@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::json;
 
 use super::report::{
-    CROSSOVER_RATIO, ColdStart, Crossovers, Hello, Overhead, OverheadRow, Rss, Validate,
+    CROSSOVER_RATIO, ColdStart, Crossovers, Hello, Overhead, OverheadRow, Rss, RssSample, Validate,
     ValidateRow, crossover,
 };
 use super::server::{Server, free_addr};
@@ -36,8 +36,9 @@ pub struct Plan {
     pub overhead_connections: Vec<u32>,
     pub overhead_seconds: u64,
     pub cold_runs: u32,
-    pub rss_early: u64,
-    pub rss_late: u64,
+    /// Request counts at which the gateway's RSS is sampled; the first is
+    /// "early", the last "late".
+    pub rss_samples: Vec<u64>,
     /// Warm-up before each measured run: at most this many requests...
     pub warmup_requests: u32,
     /// ...or this long.
@@ -62,8 +63,7 @@ impl Plan {
             overhead_connections: vec![1, 16, 64],
             overhead_seconds: s(5),
             cold_runs: 3,
-            rss_early: 1_000,
-            rss_late: 100_000,
+            rss_samples: vec![1_000, 10_000, 25_000, 50_000, 75_000, 100_000],
             warmup_requests: 50,
             warmup: Duration::from_secs(1),
         }
@@ -79,8 +79,7 @@ impl Plan {
             overhead_connections: vec![64],
             overhead_seconds: s,
             cold_runs: 1,
-            rss_early: 200,
-            rss_late: 2_000,
+            rss_samples: vec![200, 1_000, 2_000],
             warmup_requests: 10,
             warmup: Duration::from_millis(200),
         }
@@ -597,46 +596,45 @@ pub fn rss(env: &Env<'_>) -> Result<Rss> {
         Requests::Mix(requests)
     };
     let cap = Duration::from_secs(if env.plan.quick { 60 } else { 600 });
-    println!("xtask bench: memory, first {} requests", env.plan.rss_early);
-    let early = wrk::run(
-        &Load {
-            label: "rss-early",
-            url: server.url("/"),
-            requests: mix(),
-            threads: 1,
-            connections,
-            duration: cap,
-            stop_after: Some(env.plan.rss_early),
-        },
-        &env.work,
-    )?;
-    let early_bytes = server.rss_bytes()?;
-    println!("xtask bench: memory, up to {} requests", env.plan.rss_late);
-    let late = wrk::run(
-        &Load {
-            label: "rss-late",
-            url: server.url("/"),
-            requests: mix(),
-            threads: 1,
-            connections,
-            duration: cap,
-            stop_after: Some(env.plan.rss_late.saturating_sub(early.requests)),
-        },
-        &env.work,
-    )?;
-    let late_bytes = server.rss_bytes()?;
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let mut served = 0;
+    let mut samples = Vec::new();
+    for &until in &env.plan.rss_samples {
+        println!("xtask bench: memory, up to {until} requests");
+        let run = wrk::run(
+            &Load {
+                label: &format!("rss-{until}"),
+                url: server.url("/"),
+                requests: mix(),
+                threads: 1,
+                connections,
+                duration: cap,
+                stop_after: Some(until.saturating_sub(served).max(1)),
+            },
+            &env.work,
+        )?;
+        served += run.requests;
+        samples.push(RssSample {
+            requests: served,
+            mib: mib(server.rss_bytes()?),
+        });
+    }
+    let (early, late) = match (samples.first(), samples.last()) {
+        (Some(first), Some(last)) if samples.len() >= 2 => (first.clone(), last.clone()),
+        _ => bail!("the memory scenario needs at least two samples"),
+    };
     Ok(Rss {
         workload:
             "cycles of 20: GET /items?limit=10 and POST /validate (10 signed items) alternately, \
-                   then one POST /items (new item)"
+             then one POST /items (new item)"
                 .into(),
         connections,
         early_requests: early.requests,
-        early_mib: mib(early_bytes),
-        late_requests: early.requests + late.requests,
-        late_mib: mib(late_bytes),
-        growth: late_bytes as f64 / early_bytes as f64,
+        early_mib: early.mib,
+        late_requests: late.requests,
+        late_mib: late.mib,
+        growth: late.mib / early.mib,
+        samples,
     })
 }
 
