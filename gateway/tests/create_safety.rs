@@ -110,10 +110,8 @@ async fn an_idempotent_retry_returns_the_first_answer() {
 async fn concurrent_retries_with_one_key_create_one_item() {
     let gw = start().await;
     let body = json!({"name": "racing"});
-    let answers = futures_util::future::join_all(
-        (0..8).map(|_| create(&gw, &body, Some("race-key"))),
-    )
-    .await;
+    let answers =
+        futures_util::future::join_all((0..8).map(|_| create(&gw, &body, Some("race-key")))).await;
     let mut locations = Vec::new();
     for answer in answers {
         assert_eq!(answer.status(), 201);
