@@ -15,7 +15,7 @@
 //! `ROLLBACK`). Reads never queue (WAL lets them run beside the writer),
 //! and neither do single autocommit writes, which SQLite handles as before.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -30,10 +30,11 @@ pub(crate) fn begins_write_transaction(statement: &str) -> bool {
 }
 
 /// A ticket lock: strict arrival order, with waiters allowed to give up.
+/// Each waiter sleeps on its own condition variable, so a handoff wakes
+/// exactly the next writer rather than every waiting thread.
 #[derive(Default)]
 pub(crate) struct WriteQueue {
     state: Mutex<Tickets>,
-    turn: Condvar,
 }
 
 #[derive(Default)]
@@ -44,13 +45,19 @@ struct Tickets {
     serving: u64,
     /// Tickets whose holders stopped waiting: skipped when reached.
     abandoned: HashSet<u64>,
+    /// Each waiting ticket's wake-up signal (all used with `state`).
+    waiting: HashMap<u64, Arc<Condvar>>,
 }
 
 impl Tickets {
+    /// Passes the turn on, skipping abandoned tickets, and wakes its owner.
     fn advance(&mut self) {
         self.serving += 1;
         while self.abandoned.remove(&self.serving) {
             self.serving += 1;
+        }
+        if let Some(signal) = self.waiting.get(&self.serving) {
+            signal.notify_one();
         }
     }
 }
@@ -62,10 +69,7 @@ pub(crate) struct WriteTurn {
 
 impl Drop for WriteTurn {
     fn drop(&mut self) {
-        let mut tickets = self.queue.lock();
-        tickets.advance();
-        drop(tickets);
-        self.queue.turn.notify_all();
+        self.queue.lock().advance();
     }
 }
 
@@ -82,17 +86,22 @@ impl WriteQueue {
         let mut tickets = self.lock();
         let ticket = tickets.next;
         tickets.next += 1;
-        while tickets.serving != ticket {
-            let now = Instant::now();
-            if now >= deadline {
-                tickets.abandoned.insert(ticket);
-                return None;
+        if tickets.serving != ticket {
+            let signal = Arc::new(Condvar::new());
+            tickets.waiting.insert(ticket, signal.clone());
+            while tickets.serving != ticket {
+                let now = Instant::now();
+                if now >= deadline {
+                    tickets.waiting.remove(&ticket);
+                    tickets.abandoned.insert(ticket);
+                    return None;
+                }
+                tickets = signal
+                    .wait_timeout(tickets, deadline - now)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
             }
-            tickets = self
-                .turn
-                .wait_timeout(tickets, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+            tickets.waiting.remove(&ticket);
         }
         Some(WriteTurn {
             queue: self.clone(),
