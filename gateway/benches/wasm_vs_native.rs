@@ -1,8 +1,10 @@
 //! The same batch validated by the core natively and by the validate
-//! component in the embedded host, side by side in one run.
+//! component in the embedded host, side by side in one run, in-process (no
+//! HTTP): `cargo bench -p gateway --bench wasm_vs_native`.
 //!
-//! `cargo xtask bench` runs this and prints the Wasm/native ratio per batch
-//! size from criterion's estimates.
+//! A micro-benchmark for working on the host. `cargo xtask bench` measures
+//! the same comparison end to end over HTTP with wrk (and more); its report
+//! is the one the README quotes.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -24,9 +26,8 @@ fn batch(n: usize) -> Vec<u8> {
                 "tags": ["bench", "batch"],
                 "price": {"amount_cents": 100 + i, "currency": "EUR"},
             });
-            if i % 10 == 0 {
-                let _ = items_core::sign_item(&mut item, &key);
-            }
+            // Every item signed, as in `cargo xtask bench`.
+            let _ = items_core::sign_item(&mut item, &key);
             item
         })
         .collect();

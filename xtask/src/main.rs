@@ -53,12 +53,16 @@ enum Task {
     },
     /// Build only the Spin components.
     BuildComponents,
-    /// Benchmarks: Wasm vs native on the same batches (criterion), and a
-    /// trivial hello under load: native Axum, the embedded host, `wasmtime serve`.
+    /// Benchmarks, one run, one report (target/bench/report.{json,md} + SVG
+    /// charts): validate Wasm vs native, a trivial hello vs `wasmtime serve`,
+    /// gateway overhead, cold start, memory.
     Bench {
-        /// Seconds per wrk run.
-        #[arg(long, default_value_t = 10)]
-        seconds: u32,
+        /// Under a minute: fewer sizes, 1-second runs, same report structure.
+        #[arg(long)]
+        quick: bool,
+        /// Seconds per wrk run (default: per scenario; 1 with --quick).
+        #[arg(long)]
+        seconds: Option<u64>,
     },
 }
 
@@ -70,12 +74,16 @@ fn main() -> Result<()> {
             let tc = toolchain::setup()?;
             println!("xtask: wasm32-wasip2 toolchain ready ({})", tc.describe());
             toolchain::setup_test_tools()?;
-            println!("xtask: test tools ready (prometheus, promtool, chromium, rotel)");
+            println!("xtask: test tools ready (prometheus, promtool, chromium, wrk, rotel)");
+            toolchain::setup_bench_tools()?;
+            println!("xtask: benchmark tools ready (wrk, wasmtime CLI)");
         }
-        Task::Bench { seconds } => {
+        Task::Bench { quick, seconds } => {
             let tc = toolchain::setup()?;
+            toolchain::setup_bench_tools()?;
             build_components(&root, &tc)?;
-            bench::bench(&root, seconds)?;
+            let report = bench::bench(&root, &bench::Options { quick, seconds })?;
+            bench::check::check_report_file(&root, &report)?;
         }
         Task::BuildComponents => {
             let tc = toolchain::setup()?;
@@ -115,8 +123,32 @@ fn main() -> Result<()> {
                 .current_dir(&root)
                 .args(["test", "--workspace", "--locked"])
                 .args(&cargo_args))?;
+            // The benchmark's quick run: every scenario must run and the
+            // report must match its schema (structure only, never times).
+            // Skipped when only some tests were asked for.
+            if cargo_args.is_empty() {
+                bench_quick_and_check(&root)?;
+            } else {
+                println!("xtask: test filter given; skipping `cargo xtask bench --quick`");
+            }
         }
     }
+    Ok(())
+}
+
+/// `cargo xtask bench --quick`, then the report checked against its schema.
+fn bench_quick_and_check(root: &Path) -> Result<()> {
+    toolchain::setup_bench_tools()?;
+    let options = bench::Options {
+        quick: true,
+        seconds: None,
+    };
+    let report = bench::bench(root, &options)?;
+    bench::check::check_report_file(root, &report)?;
+    println!(
+        "xtask: benchmark report matches {}",
+        bench::check::SCHEMA_PATH
+    );
     Ok(())
 }
 

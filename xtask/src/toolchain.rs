@@ -243,10 +243,12 @@ fn privileged(program: &str) -> Command {
 }
 
 /// Debian packages the test suite runs for real: Prometheus + promtool
-/// (scrape test, config checks) and Chromium (dashboard page test).
+/// (scrape test, config checks), Chromium (dashboard page test) and wrk
+/// (the benchmark's quick run).
 const TEST_PACKAGES: &[(&str, &str)] = &[
     ("prometheus", "/usr/bin/promtool"),
     ("chromium", "/usr/bin/chromium"),
+    ("wrk", "/usr/bin/wrk"),
 ];
 
 /// Installs what the tests need besides Rust: Prometheus, Chromium and the
@@ -308,4 +310,75 @@ pub fn ensure_cargo_deny() -> Result<()> {
         "--locked",
         &format!("cargo-deny@{CARGO_DENY_VERSION}"),
     ]))
+}
+
+/// The `wasmtime` CLI the benchmark compares the embedded host with
+/// (`wasmtime serve`), matching the wasmtime line the gateway embeds.
+const WASMTIME_CLI_VERSION: &str = "48.0.8";
+/// Only what `wasmtime serve` needs: builds in a fraction of the default
+/// feature set's time.
+const WASMTIME_CLI_FEATURES: &str = "run,serve,component-model,component-model-async,cranelift,pooling-allocator,cache,clap/default";
+
+/// What `cargo xtask bench` runs besides the project: wrk and the wasmtime
+/// CLI. Fast when both are present.
+pub fn setup_bench_tools() -> Result<()> {
+    if which("wrk").is_none() {
+        if which("apt-get").is_none() {
+            bail!("the benchmark needs wrk; install it with your package manager");
+        }
+        println!("xtask: installing wrk");
+        run(privileged("apt-get").arg("update").arg("-q"))?;
+        run(privileged("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends", "wrk"])
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    }
+    setup_wasmtime_cli().map(|_| ())
+}
+
+/// Installs `wasmtime-cli@48.0.8` with cargo unless that version is the
+/// `wasmtime` found (several minutes the first time).
+pub fn setup_wasmtime_cli() -> Result<PathBuf> {
+    if let Some(path) =
+        wasmtime_cli().filter(|p| wasmtime_version(p).as_deref() == Some(WASMTIME_CLI_VERSION))
+    {
+        return Ok(path);
+    }
+    println!(
+        "xtask: cargo install wasmtime-cli@{WASMTIME_CLI_VERSION} (serve only; takes a few minutes once)"
+    );
+    run(Command::new(crate::cargo()).args([
+        "install",
+        "--locked",
+        &format!("wasmtime-cli@{WASMTIME_CLI_VERSION}"),
+        "--no-default-features",
+        "--features",
+        WASMTIME_CLI_FEATURES,
+    ]))?;
+    let path = wasmtime_cli()
+        .context("`cargo install wasmtime-cli` finished but no `wasmtime` binary was found")?;
+    match wasmtime_version(&path) {
+        Some(v) if v == WASMTIME_CLI_VERSION => Ok(path),
+        other => bail!(
+            "{} reports version {other:?}, expected {WASMTIME_CLI_VERSION}; is another wasmtime earlier on PATH?",
+            path.display()
+        ),
+    }
+}
+
+/// The `wasmtime` CLI: on `PATH`, else in cargo's bin directory.
+pub(crate) fn wasmtime_cli() -> Option<PathBuf> {
+    which("wasmtime").or_else(|| {
+        std::env::var_os("CARGO_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+            .map(|h| h.join("bin/wasmtime"))
+            .filter(|p| p.is_file())
+    })
+}
+
+/// `48.0.8` from `wasmtime 48.0.8 (hash date)`.
+fn wasmtime_version(path: &Path) -> Option<String> {
+    let out = Command::new(path).arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace().nth(1).map(str::to_string)
 }

@@ -1,0 +1,316 @@
+//! SVG charts of a report (plotters, SVG backend only).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use super::report::{Report, ValidateRow};
+
+const SIZE: (u32, u32) = (800, 480);
+
+type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+type Chart = fn(&Report, &Area<'_>) -> Result<()>;
+/// One line of a validate chart: its label and its value per row.
+type RowSeries = (&'static str, fn(&ValidateRow) -> f64);
+const FONT: &str = "sans-serif";
+/// Minor grid lines (log axes draw many).
+const LIGHT: RGBColor = RGBColor(245, 245, 245);
+const COLORS: [RGBColor; 4] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+];
+
+/// Writes every chart into `dir`; returns the files written.
+pub fn write_all(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
+    let charts: [(&str, Chart); 4] = [
+        ("validate_latency.svg", validate_latency),
+        ("validate_ratio.svg", validate_ratio),
+        ("hello_throughput.svg", hello_throughput),
+        ("gateway_overhead.svg", gateway_overhead),
+    ];
+    let mut written = Vec::new();
+    for (name, draw) in charts {
+        let mut svg = String::new();
+        {
+            let area = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+            area.fill(&WHITE).map_err(plot_error)?;
+            draw(report, &area).with_context(|| format!("drawing {name}"))?;
+            area.present().map_err(plot_error)?;
+        }
+        let path = dir.join(name);
+        std::fs::write(&path, svg).with_context(|| format!("writing {}", path.display()))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+fn plot_error<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+    anyhow!("plotters: {e:?}")
+}
+
+/// (min, max) of the values, widened for a log axis.
+fn log_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = values
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .fold((f64::INFINITY, 0.0f64), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+    if !lo.is_finite() {
+        return (0.1, 10.0);
+    }
+    (lo / 2.0, hi * 2.0)
+}
+
+/// Mean latency per batch size, native vs the two Wasm modes (log-log).
+fn validate_latency(r: &Report, area: &Area<'_>) -> Result<()> {
+    let rows = &r.validate.rows;
+    let (x0, x1) = log_range(rows.iter().map(|r| f64::from(r.items)));
+    let (y0, y1) = log_range(
+        rows.iter()
+            .flat_map(|r| [r.native.mean_ms, r.wasm_fresh.mean_ms, r.wasm_reuse.mean_ms]),
+    );
+    let mut chart = ChartBuilder::on(area)
+        .caption("POST /validate: mean latency (1 connection)", (FONT, 22))
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(64)
+        .build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())
+        .map_err(plot_error)?;
+    chart
+        .configure_mesh()
+        .light_line_style(LIGHT)
+        .x_desc("signed items per batch")
+        .y_desc("mean latency (ms)")
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| format!("{v}"))
+        .draw()
+        .map_err(plot_error)?;
+    let series: [RowSeries; 3] = [
+        ("native (gateway)", |r| r.native.mean_ms),
+        ("Wasm, fresh instance", |r| r.wasm_fresh.mean_ms),
+        ("Wasm, instance reuse", |r| r.wasm_reuse.mean_ms),
+    ];
+    for (i, (label, value)) in series.into_iter().enumerate() {
+        let color = COLORS[i];
+        let points: Vec<(f64, f64)> = rows
+            .iter()
+            .map(|r| (f64::from(r.items), value(r)))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+            .map_err(plot_error)?
+            .label(label)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+        chart
+            .draw_series(
+                points
+                    .into_iter()
+                    .map(|p| Circle::new(p, 4, color.filled())),
+            )
+            .map_err(plot_error)?;
+    }
+    legend(&mut chart)
+}
+
+/// Wasm / native latency ratio per batch size, with the 1.5x line.
+fn validate_ratio(r: &Report, area: &Area<'_>) -> Result<()> {
+    let rows = &r.validate.rows;
+    let threshold = r.validate.crossover.threshold;
+    let (x0, x1) = log_range(rows.iter().map(|r| f64::from(r.items)));
+    let (y0, y1) = log_range(
+        rows.iter()
+            .flat_map(|r| [r.fresh_ratio, r.reuse_ratio])
+            .chain([threshold, 1.0]),
+    );
+    let mut chart = ChartBuilder::on(area)
+        .caption("POST /validate: Wasm latency / native latency", (FONT, 22))
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(64)
+        .build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())
+        .map_err(plot_error)?;
+    chart
+        .configure_mesh()
+        .light_line_style(LIGHT)
+        .x_desc("signed items per batch")
+        .y_desc("ratio (x)")
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| format!("{v}"))
+        .draw()
+        .map_err(plot_error)?;
+    let series: [RowSeries; 2] = [
+        ("fresh instance / native", |r| r.fresh_ratio),
+        ("instance reuse / native", |r| r.reuse_ratio),
+    ];
+    for (i, (label, value)) in series.into_iter().enumerate() {
+        let color = COLORS[i + 1];
+        let points: Vec<(f64, f64)> = rows
+            .iter()
+            .map(|r| (f64::from(r.items), value(r)))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+            .map_err(plot_error)?
+            .label(label)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+        chart
+            .draw_series(
+                points
+                    .into_iter()
+                    .map(|p| Circle::new(p, 4, color.filled())),
+            )
+            .map_err(plot_error)?;
+    }
+    let gray = RGBColor(120, 120, 120);
+    chart
+        .draw_series(LineSeries::new(
+            vec![(x0, threshold), (x1, threshold)],
+            gray.stroke_width(1),
+        ))
+        .map_err(plot_error)?
+        .label(format!("{threshold}x (crossover)"))
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], gray));
+    legend(&mut chart)
+}
+
+/// Requests per second of the four hello servers (bars).
+fn hello_throughput(r: &Report, area: &Area<'_>) -> Result<()> {
+    let h = &r.hello;
+    let bars = [
+        ("native Axum", &h.native_axum),
+        ("embedded fresh", &h.embedded_fresh),
+        ("embedded reuse", &h.embedded_reuse),
+        ("wasmtime serve", &h.wasmtime_serve),
+    ];
+    let top = bars.iter().map(|(_, s)| s.rps).fold(1.0f64, f64::max) * 1.15;
+    let mut chart = ChartBuilder::on(area)
+        .caption(
+            format!(
+                "Trivial hello: requests/s (wrk -t{} -c{})",
+                h.threads, h.connections
+            ),
+            (FONT, 22),
+        )
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(72)
+        .build_cartesian_2d(0f64..bars.len() as f64, 0f64..top)
+        .map_err(plot_error)?;
+    let names: Vec<&str> = bars.iter().map(|(n, _)| *n).collect();
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .light_line_style(LIGHT)
+        .x_labels(bars.len() * 2 + 1)
+        .x_label_formatter(&|x| {
+            let i = x.floor() as usize;
+            if (x - x.floor() - 0.5).abs() < 0.01 && i < names.len() {
+                names[i].to_string()
+            } else {
+                String::new()
+            }
+        })
+        .y_desc("requests/s")
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .draw()
+        .map_err(plot_error)?;
+    for (i, (_, stats)) in bars.iter().enumerate() {
+        let x = i as f64;
+        let color = COLORS[i];
+        chart
+            .draw_series([Rectangle::new(
+                [(x + 0.15, 0.0), (x + 0.85, stats.rps)],
+                color.filled(),
+            )])
+            .map_err(plot_error)?;
+        let label_style = TextStyle::from((FONT, 14)).pos(Pos::new(HPos::Center, VPos::Bottom));
+        chart
+            .draw_series([Text::new(
+                format!("{:.0}/s, p99 {:.1} ms", stats.rps, stats.p99_ms),
+                (x + 0.5, stats.rps + top * 0.01),
+                label_style,
+            )])
+            .map_err(plot_error)?;
+    }
+    Ok(())
+}
+
+/// Requests per second vs connections, serve-spin alone vs behind the gateway.
+fn gateway_overhead(r: &Report, area: &Area<'_>) -> Result<()> {
+    let rows = &r.gateway_overhead.rows;
+    let (x0, x1) = log_range(rows.iter().map(|r| f64::from(r.connections)));
+    let (y0, y1) = log_range(rows.iter().flat_map(|r| [r.direct.rps, r.via_gateway.rps]));
+    let mut chart = ChartBuilder::on(area)
+        .caption("Gateway overhead: requests/s by connections", (FONT, 22))
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(72)
+        .build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())
+        .map_err(plot_error)?;
+    chart
+        .configure_mesh()
+        .light_line_style(LIGHT)
+        .x_desc("connections")
+        .y_desc("requests/s")
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .draw()
+        .map_err(plot_error)?;
+    let mut i = 0;
+    for workload in ["hello", "create"] {
+        let selected: Vec<_> = rows.iter().filter(|r| r.workload == workload).collect();
+        for (side, via) in [("serve-spin", false), ("via gateway", true)] {
+            let color = COLORS[i % COLORS.len()];
+            i += 1;
+            let points: Vec<(f64, f64)> = selected
+                .iter()
+                .map(|r| {
+                    let s = if via { &r.via_gateway } else { &r.direct };
+                    (f64::from(r.connections), s.rps)
+                })
+                .collect();
+            let style = if via {
+                color.stroke_width(2)
+            } else {
+                color.stroke_width(1)
+            };
+            chart
+                .draw_series(LineSeries::new(points.clone(), style))
+                .map_err(plot_error)?
+                .label(format!("{workload}, {side}"))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+            chart
+                .draw_series(
+                    points
+                        .into_iter()
+                        .map(|p| Circle::new(p, 4, color.filled())),
+                )
+                .map_err(plot_error)?;
+        }
+    }
+    legend(&mut chart)
+}
+
+fn legend<'a, X, Y>(chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>) -> Result<()>
+where
+    X: plotters::coord::ranged1d::Ranged<ValueType = f64>,
+    Y: plotters::coord::ranged1d::Ranged<ValueType = f64>,
+{
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font((FONT, 14))
+        .draw()
+        .map_err(plot_error)
+}
