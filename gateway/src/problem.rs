@@ -60,3 +60,15 @@ pub fn payload_too_large(route: &str, limit: usize) -> Problem {
     )
     .with("limit_bytes", serde_json::json!(limit))
 }
+
+/// `400` for a path parameter whose value is unsafe to forward (see
+/// [`crate::routing::params`]); names the parameter and the rule.
+pub fn invalid_path_param(name: &str, reason: crate::routing::params::Unsafe) -> Problem {
+    Problem::new(
+        400,
+        "Invalid path parameter",
+        format!("path parameter `{name}` {reason}, which is not allowed in a path segment"),
+    )
+    .with_type("https://items.example/problems/invalid-path-parameter")
+    .with("parameter", serde_json::json!(name))
+}

@@ -111,6 +111,71 @@ async fn hop_by_hop_headers_are_dropped_and_forwarding_headers_set() {
     assert_eq!(fake.last_headers()["x-request-id"], "client-id-42");
 }
 
+/// Spin appends its own `spin-*` headers after the client's, so a client's
+/// `spin-path-info` would be the one a component reads; and an upstream
+/// must not be able to set the gateway's `x-gateway-*` headers.
+#[tokio::test]
+async fn reserved_headers_do_not_cross_the_proxy() {
+    let fake = fake_spin::start(Mode::Ok).await;
+    fake.add_response_header("x-gateway-fallback", "forged-reason");
+    fake.add_response_header("x-gateway-backend", "native");
+    fake.add_response_header("x-gateway-anything", "forged");
+    let gw = start_with(Options {
+        config: Some(config(&fake.served.base)),
+        manifest: None,
+        ..Options::default()
+    })
+    .await;
+    let response = client()
+        .get(format!("{}/echo", gw.base))
+        .header("spin-path-info", "/../admin")
+        .header("Spin-Client-Addr", "10.9.8.7:1")
+        .header("spin-path-match-id", "7")
+        .header("spin-full-url", "http://evil.example/")
+        .header("x-gateway-backend", "native")
+        .header("x-gateway-debug", "1")
+        .header("spinach", "not reserved")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    let seen = fake.last_headers();
+    let reserved: Vec<&str> = seen
+        .keys()
+        .map(|k| k.as_str())
+        .filter(|k| k.starts_with("spin-") || k.starts_with("x-gateway-"))
+        .collect();
+    assert!(reserved.is_empty(), "forwarded to Spin: {reserved:?}");
+    assert_eq!(seen["spinach"], "not reserved");
+
+    let headers = response.headers().clone();
+    assert_eq!(headers["x-gateway-backend"], "spin-external");
+    assert_eq!(
+        headers.get_all("x-gateway-backend").iter().count(),
+        1,
+        "{headers:?}"
+    );
+    assert!(!headers.contains_key("x-gateway-fallback"), "{headers:?}");
+    assert!(!headers.contains_key("x-gateway-anything"), "{headers:?}");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        body["path_info"], "/fake",
+        "the component sees Spin's own: {body}"
+    );
+
+    // A forged fallback reason must not reach the metrics either.
+    let metrics = client()
+        .get(format!("{}/metrics", gw.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!metrics.contains("forged-reason"), "{metrics}");
+}
+
 async fn raw_exchange(base: &str, request: &str) -> String {
     let addr = base.trim_start_matches("http://");
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();

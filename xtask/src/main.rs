@@ -6,6 +6,7 @@
 //! takes seconds.
 
 mod bench;
+mod deny;
 mod toolchain;
 
 use std::path::{Path, PathBuf};
@@ -42,7 +43,9 @@ enum Task {
         #[arg(last = true)]
         gateway_args: Vec<String>,
     },
-    /// Set up, build the components, and run the whole test suite.
+    /// Set up, check the dependencies with cargo-deny (licenses, bans,
+    /// sources; advisories when the database can be had), build the
+    /// components, and run the whole test suite.
     Test {
         /// Extra arguments passed to `cargo test` (e.g. a test name filter).
         #[arg(last = true)]
@@ -113,6 +116,8 @@ fn main() -> Result<()> {
         Task::Test { cargo_args } => {
             let tc = toolchain::setup()?;
             toolchain::setup_test_tools()?;
+            toolchain::ensure_cargo_deny()?;
+            deny::check(&root)?;
             build_components(&root, &tc)?;
             run(Command::new(cargo())
                 .current_dir(&root)

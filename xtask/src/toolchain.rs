@@ -286,6 +286,32 @@ pub fn setup_test_tools() -> Result<()> {
     Ok(())
 }
 
+/// The cargo-deny release `cargo xtask test` installs; 0.20.2 needs rustc
+/// 1.88 and builds with the workspace's 1.95.
+pub const CARGO_DENY_VERSION: &str = "0.20.2";
+
+/// Makes `cargo deny` available: kept when any version is installed,
+/// otherwise `cargo install --locked cargo-deny@CARGO_DENY_VERSION` (from
+/// crates.io, so it works wherever the crates do). Fast when present.
+pub fn ensure_cargo_deny() -> Result<()> {
+    let installed = Command::new(crate::cargo())
+        .args(["deny", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if installed {
+        return Ok(());
+    }
+    println!("xtask: cargo install --locked cargo-deny@{CARGO_DENY_VERSION} (supply-chain checks)");
+    run(Command::new(crate::cargo()).args([
+        "install",
+        "--locked",
+        &format!("cargo-deny@{CARGO_DENY_VERSION}"),
+    ]))
+}
+
 /// The `wasmtime` CLI the benchmark compares the embedded host with
 /// (`wasmtime serve`), matching the wasmtime line the gateway embeds.
 const WASMTIME_CLI_VERSION: &str = "48.0.8";

@@ -3,16 +3,25 @@
 //! Route `/create/...`; the gateway maps the public `POST /items` here.
 //! The body is checked by [`items_core::check_new_item`] (the same rules the
 //! gateway and the batch validator apply), the server stamps `created_at`
-//! and, when the client sent none, assigns the id.
+//! and, when the client sent none, assigns the id ([`ids`]). An
+//! `Idempotency-Key` header makes a retry safe ([`idempotency`]).
+//!
+//! Everything a create writes (the item, the key) is one `BEGIN IMMEDIATE`
+//! transaction, and the 201 is sent only after its `COMMIT` returned: an
+//! acknowledged item is on disk (the host runs SQLite with
+//! `synchronous=FULL`), and an unacknowledged one is either fully there or
+//! not at all.
 
 use http_util::{BodyError, store};
 use items_core::{Item, MAX_ITEM_BYTES, Problem, check_new_item, problem::types};
 use serde_json::json;
 use spin_sdk::http::{IncomingRequest, Method, Response};
 use spin_sdk::http_component;
-use spin_sdk::sqlite::Value;
+use spin_sdk::sqlite::{Connection, Error, Value};
 
 mod clock;
+mod idempotency;
+mod ids;
 
 #[http_component]
 fn handle(req: IncomingRequest) -> Response {
@@ -26,6 +35,10 @@ fn handle(req: IncomingRequest) -> Response {
     if let Err(response) = http_util::require_json(&req) {
         return response;
     }
+    let key = match idempotency::from_request(&req) {
+        Ok(key) => key,
+        Err(problem) => return http_util::problem(&problem),
+    };
     let trusted = match http_util::trusted_keys() {
         Ok(keys) => keys,
         Err(response) => return response,
@@ -40,64 +53,181 @@ fn handle(req: IncomingRequest) -> Response {
         Err(rejection) => return http_util::problem(&rejection.to_problem()),
     };
     item.created_at = Some(clock::now_rfc3339());
-    insert(item)
+    let key = key.map(|key| idempotency::Key {
+        key,
+        body_sha256: idempotency::fingerprint(&body),
+    });
+    insert(item, key.as_ref())
 }
 
-/// Inserts the item and answers 201 with the stored item, or 409 / 507 / 500.
-fn insert(mut item: Item) -> Response {
+/// What a create transaction decided.
+enum Outcome {
+    /// Stored now: the item's id and public JSON.
+    Created(u32, Vec<u8>),
+    /// Stored by an earlier request with the same key and body.
+    Replayed(u32, Vec<u8>),
+    /// The explicit id is taken.
+    Conflict(u32),
+    /// No id could be chosen (see [`ids`]).
+    IdsExhausted,
+    /// The key was used with another body.
+    KeyReused(String),
+}
+
+/// Why a create transaction failed.
+enum Failure {
+    Db(Error),
+    /// A stored row does not read back (corrupt data).
+    Corrupt(String),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Db(e)
+    }
+}
+
+/// Stores the item (and the key) and answers 201, or 409 / 422 / 507 / 500.
+fn insert(item: Item, key: Option<&idempotency::Key>) -> Response {
     let doc = match store::doc(&item) {
         Ok(doc) => doc,
         Err(e) => return http_util::internal_error("the item could not be stored", &e),
     };
-    let db = match store::open() {
+    let db = match open(key.is_some()) {
         Ok(db) => db,
         Err(e) => return http_util::internal_error("the item store is unavailable", &e),
     };
-    let name = Value::Text(item.name.clone());
-    // Each insert is one statement, so SQLite's write lock makes it atomic:
-    // two clients racing for the same id (or for the next free one) cannot
-    // both succeed, and no check-then-insert window exists.
-    let result = match item.id {
-        Some(id) => db.execute(
-            "INSERT INTO items (id, name, doc) VALUES (?, ?, ?) ON CONFLICT(id) DO NOTHING RETURNING id",
-            &[Value::Integer(i64::from(id)), name, Value::Text(doc)],
-        ),
-        // The next id after the largest one in use (1 in an empty table),
-        // as long as it still fits an item id (u32).
-        None => db.execute(
-            "INSERT INTO items (id, name, doc) \
-             SELECT next, ?, ? FROM (SELECT COALESCE(MAX(id), 0) + 1 AS next FROM items) \
-             WHERE next <= 4294967295 RETURNING id",
-            &[name, Value::Text(doc)],
-        ),
-    };
-    let rows = match result {
-        Ok(result) => result.rows,
-        Err(e) => return http_util::internal_error("the item could not be stored", &e),
-    };
-    let stored_id = rows
-        .first()
-        .and_then(|row| row.get::<i64>(0))
-        .and_then(|id| u32::try_from(id).ok());
-    let Some(id) = stored_id else {
-        return match item.id {
-            Some(id) => conflict(id),
-            None => http_util::problem(&Problem::new(
-                507,
-                "Insufficient Storage",
-                "every item id up to 4294967295 is taken at the top end; create the item with an explicit free id",
-            )),
-        };
-    };
-    item.id = Some(id);
-    match serde_json::to_vec(&item) {
-        Ok(json) => {
-            let mut response = http_util::json(201, json);
-            response.set_header("location", format!("/items/{id}"));
-            response
-        }
-        Err(e) => http_util::internal_error("the stored item could not be serialized", &e),
+    match in_transaction(&db, |db| store_item(db, &item, &doc, key)) {
+        Ok(Outcome::Created(id, json)) => created(id, json, false),
+        Ok(Outcome::Replayed(id, json)) => created(id, json, true),
+        Ok(Outcome::Conflict(id)) => conflict(id),
+        Ok(Outcome::IdsExhausted) => ids_exhausted(),
+        Ok(Outcome::KeyReused(key)) => http_util::problem(&idempotency::reused(&key)),
+        Err(Failure::Db(e)) => http_util::internal_error("the item could not be stored", &e),
+        Err(Failure::Corrupt(e)) => http_util::internal_error("a stored item is corrupt", &e),
     }
+}
+
+/// The item store, plus the key table when the request has a key.
+fn open(with_keys: bool) -> Result<Connection, Error> {
+    let db = store::open()?;
+    if with_keys {
+        db.execute(idempotency::CREATE_TABLE, &[])?;
+    }
+    Ok(db)
+}
+
+/// Runs `work` in a write transaction taken up front (`BEGIN IMMEDIATE`:
+/// creates queue for the write lock instead of failing on a stale read
+/// snapshot), committing on `Ok` and rolling back on `Err`. An `Outcome`
+/// that stored nothing commits an empty transaction, which is harmless.
+fn in_transaction(
+    db: &Connection,
+    work: impl FnOnce(&Connection) -> Result<Outcome, Failure>,
+) -> Result<Outcome, Failure> {
+    db.execute("BEGIN IMMEDIATE", &[])?;
+    match work(db) {
+        Ok(outcome) => match db.execute("COMMIT", &[]) {
+            Ok(_) => Ok(outcome),
+            Err(e) => {
+                // A failed COMMIT may leave the transaction open.
+                let _ = db.execute("ROLLBACK", &[]);
+                Err(Failure::Db(e))
+            }
+        },
+        Err(failure) => {
+            let _ = db.execute("ROLLBACK", &[]);
+            Err(failure)
+        }
+    }
+}
+
+/// The body of the create transaction.
+fn store_item(
+    db: &Connection,
+    item: &Item,
+    doc: &str,
+    key: Option<&idempotency::Key>,
+) -> Result<Outcome, Failure> {
+    if let Some(key) = key
+        && let Some(earlier) = idempotency::find(db, &key.key)?
+    {
+        if earlier.body_sha256 != key.body_sha256 {
+            return Ok(Outcome::KeyReused(key.key.clone()));
+        }
+        return stored_item(db, earlier.item_id).map(|(id, json)| Outcome::Replayed(id, json));
+    }
+    let id = match item.id {
+        Some(id) => id,
+        None => match ids::next_id(db)? {
+            ids::NextId::Free(id) => id,
+            ids::NextId::Exhausted => return Ok(Outcome::IdsExhausted),
+        },
+    };
+    let inserted = db.execute(
+        "INSERT INTO items (id, name, doc) VALUES (?, ?, ?) ON CONFLICT(id) DO NOTHING RETURNING id",
+        &[
+            Value::Integer(i64::from(id)),
+            Value::Text(item.name.clone()),
+            Value::Text(doc.to_owned()),
+        ],
+    )?;
+    if inserted.rows.is_empty() {
+        return Ok(Outcome::Conflict(id));
+    }
+    if let Some(key) = key {
+        let created_at = item.created_at.as_deref().unwrap_or_default();
+        idempotency::record(db, key, id, created_at)?;
+    }
+    let stored = Item {
+        id: Some(id),
+        ..item.clone()
+    };
+    serde_json::to_vec(&stored)
+        .map(|json| Outcome::Created(id, json))
+        .map_err(|e| Failure::Corrupt(format!("item {id} cannot be serialized: {e}")))
+}
+
+/// An item's public JSON, read back from its row.
+fn stored_item(db: &Connection, id: u32) -> Result<(u32, Vec<u8>), Failure> {
+    let rows = db
+        .execute(
+            "SELECT id, doc FROM items WHERE id = ?",
+            &[Value::Integer(i64::from(id))],
+        )?
+        .rows;
+    match rows.first().map(|row| row.values.as_slice()) {
+        Some([id, doc]) => store::item_json(id, doc).map_err(Failure::Corrupt),
+        _ => Err(Failure::Corrupt(format!(
+            "the idempotency key points at item {id}, which is not stored"
+        ))),
+    }
+}
+
+/// 201 with the item and its `Location`; a replay says so.
+fn created(id: u32, json: Vec<u8>, replayed: bool) -> Response {
+    let mut response = http_util::json(201, json);
+    response.set_header("location", format!("/items/{id}"));
+    if replayed {
+        response.set_header("idempotent-replayed", "true");
+    }
+    response
+}
+
+fn ids_exhausted() -> Response {
+    http_util::problem(
+        &Problem::new(
+            507,
+            "Insufficient Storage",
+            format!(
+                "no free item id was found: the {} ids below 4294967295 are all taken; \
+                 create the item with an explicit free id",
+                ids::TOP_RUN_SEARCH
+            ),
+        )
+        .with_type("https://items.example/problems/ids-exhausted")
+        .with("max_id", json!(ids::MAX_ID)),
+    )
 }
 
 fn conflict(id: u32) -> Response {

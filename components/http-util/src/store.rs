@@ -1,6 +1,10 @@
 //! The `items` table that `list` and `create` share through Spin's SQLite
 //! API (`fermyon:spin/sqlite@2.0.0`, database `default`). It is the only
-//! state they share; nothing is kept between requests.
+//! state they share; nothing is kept between requests. (`create` also keeps
+//! an `idempotency_keys` table beside it, which `list` never reads.)
+//!
+//! Every table is created by the components themselves (`CREATE TABLE IF
+//! NOT EXISTS` on each request), so a real `spin up` needs no migration step.
 //!
 //! The id lives only in the `id` column; `doc` is the item's JSON *without*
 //! its id (everything else, `created_at` included), so a row can never

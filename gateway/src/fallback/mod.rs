@@ -403,10 +403,13 @@ fn verdict_items(prefix: &[u8]) -> Option<i64> {
 }
 
 /// Marks a response as Spin's.
+/// A component (or an external Spin) cannot speak for the gateway: any
+/// `x-gateway-fallback` it set is dropped, so telemetry and clients only see
+/// the gateway's own account.
 fn label(mut response: Response, spin: &SpinBackend) -> Response {
-    response
-        .headers_mut()
-        .insert(BACKEND_HEADER, HeaderValue::from_static(spin.label()));
+    let headers = response.headers_mut();
+    headers.remove(FALLBACK_HEADER);
+    headers.insert(BACKEND_HEADER, HeaderValue::from_static(spin.label()));
     response
 }
 

@@ -3,6 +3,15 @@
 //! Hop-by-hop headers describe one connection and must not be forwarded;
 //! `Forwarded` / `X-Forwarded-*` tell the upstream who the client really
 //! was, since the upstream only sees the gateway's connection.
+//!
+//! Two header namespaces belong to one side only, so neither side may send
+//! them across: `spin-*` request headers are Spin's (its trigger adds
+//! `spin-path-info`, `spin-client-addr`, ... and *appends* to a client's, so
+//! a component reading the first value would trust the client's), and
+//! `x-gateway-*` headers are the gateway's (`x-gateway-backend`,
+//! `x-gateway-fallback` feed the gateway's metrics and tell the client who
+//! answered; an upstream must not be able to forge them, and a client must
+//! not be able to make a component believe the gateway said something).
 
 use std::net::SocketAddr;
 
@@ -37,6 +46,36 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     for name in HOP_BY_HOP {
         headers.remove(name);
     }
+}
+
+/// The prefix of the request headers Spin's HTTP trigger sets for components.
+pub const SPIN_PREFIX: &str = "spin-";
+/// The prefix of the headers only the gateway may set.
+pub const GATEWAY_PREFIX: &str = "x-gateway-";
+
+/// Removes every header whose (lower-case) name starts with `prefix`.
+pub fn remove_prefixed(headers: &mut HeaderMap, prefix: &str) {
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with(prefix))
+        .cloned()
+        .collect();
+    for name in names {
+        headers.remove(name);
+    }
+}
+
+/// Cleans a client's request headers before they go to Spin: no `spin-*`
+/// (Spin's own), no `x-gateway-*` (the gateway's own).
+pub fn remove_reserved_request(headers: &mut HeaderMap) {
+    remove_prefixed(headers, SPIN_PREFIX);
+    remove_prefixed(headers, GATEWAY_PREFIX);
+}
+
+/// Cleans an upstream's response headers before the gateway adds its own:
+/// no `x-gateway-*`.
+pub fn remove_reserved_response(headers: &mut HeaderMap) {
+    remove_prefixed(headers, GATEWAY_PREFIX);
 }
 
 /// Adds `Forwarded` and the de-facto `X-Forwarded-For/-Host/-Proto`,
@@ -102,6 +141,34 @@ mod tests {
         remove_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("content-type"));
+    }
+
+    #[test]
+    fn reserved_request_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert("spin-path-info", HeaderValue::from_static("/../admin"));
+        h.append("spin-path-info", HeaderValue::from_static("/again"));
+        h.insert("spin-client-addr", HeaderValue::from_static("10.0.0.1:1"));
+        h.insert("spin-path-match-id", HeaderValue::from_static("7"));
+        h.insert("x-gateway-backend", HeaderValue::from_static("native"));
+        h.insert("spinach", HeaderValue::from_static("kept"));
+        h.insert("x-gateway", HeaderValue::from_static("kept"));
+        h.insert("content-type", HeaderValue::from_static("application/json"));
+        remove_reserved_request(&mut h);
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["content-type", "spinach", "x-gateway"]);
+    }
+
+    #[test]
+    fn reserved_response_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert("x-gateway-fallback", HeaderValue::from_static("forged"));
+        h.insert("x-gateway-backend", HeaderValue::from_static("forged"));
+        h.insert("spin-anything", HeaderValue::from_static("kept"));
+        remove_reserved_response(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("spin-anything"));
     }
 
     #[test]

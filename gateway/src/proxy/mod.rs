@@ -4,7 +4,9 @@
 //! whether a request body was buffered, which it only does when a fallback
 //! or retry needs it again); connections are pooled and kept alive;
 //! hop-by-hop headers are dropped and `Forwarded` / `X-Forwarded-*` added.
-//! `x-request-id` and `traceparent` pass through untouched.
+//! `x-request-id` and `traceparent` pass through untouched. Client-sent
+//! `spin-*` and `x-gateway-*` request headers are dropped, and so are
+//! upstream `x-gateway-*` response headers (see [`headers`]).
 
 pub mod headers;
 
@@ -100,6 +102,7 @@ impl ExternalSpin {
                 message: e.to_string(),
             })?;
         headers::remove_hop_by_hop(&mut parts.headers);
+        headers::remove_reserved_request(&mut parts.headers);
         headers::add_forwarded(&mut parts.headers, client, "http");
         // The `spin` client span becomes the parent Spin's spans join.
         {
@@ -130,6 +133,7 @@ impl ExternalSpin {
         })?;
         let (mut parts, body) = response.into_parts();
         headers::remove_hop_by_hop(&mut parts.headers);
+        headers::remove_reserved_response(&mut parts.headers);
         Ok(Response::from_parts(parts, Body::new(body)))
     }
 

@@ -5,6 +5,12 @@
 //! runtime snapshot a request starts with), so it is a plain `matchit`
 //! router (the matcher inside Axum) rather than an Axum `Router`, which
 //! cannot change once serving.
+//!
+//! Captured path parameters are percent-decoded and checked by [`params`]:
+//! a value that would change the backend path's meaning (`..`, `/`, `\`,
+//! NUL) resolves to [`Match::InvalidParam`] and is never forwarded.
+
+pub mod params;
 
 use http::Method;
 use matchit::Router;
@@ -26,6 +32,16 @@ pub enum Match {
         index: usize,
         /// `{name}` captures, in path order.
         params: Vec<(String, String)>,
+    },
+    /// A route matched, but a captured parameter is unsafe to forward; the
+    /// caller answers 400 (see [`crate::problem::invalid_path_param`]).
+    InvalidParam {
+        /// Index into the config's route list (for metrics and spans).
+        index: usize,
+        /// The parameter's name in the route path.
+        name: String,
+        /// What is wrong with its value.
+        reason: params::Unsafe,
     },
     /// The path is known but not with this method; `allow` lists the
     /// methods that are (for the `Allow` header).
@@ -78,19 +94,29 @@ impl RouteTable {
         let routes = found.value;
         let wanted = |m: &Method| m == method || (method == Method::HEAD && m == Method::GET);
         match routes.by_method.iter().find(|(m, _)| wanted(m)) {
-            Some((_, index)) => Match::Route {
-                index: *index,
-                params: found
-                    .params
-                    .iter()
-                    .map(|(k, v)| {
-                        (
-                            k.to_string(),
-                            percent_decode_str(v).decode_utf8_lossy().into_owned(),
-                        )
-                    })
-                    .collect(),
-            },
+            Some((_, index)) => {
+                let mut decoded = Vec::with_capacity(found.params.len());
+                for (name, raw) in found.params.iter() {
+                    let value = percent_decode_str(raw)
+                        .decode_utf8()
+                        .map_err(|_| params::Unsafe::NotUtf8)
+                        .and_then(|v| params::check(&v).map(|()| v));
+                    match value {
+                        Ok(value) => decoded.push((name.to_string(), value.into_owned())),
+                        Err(reason) => {
+                            return Match::InvalidParam {
+                                index: *index,
+                                name: name.to_string(),
+                                reason,
+                            };
+                        }
+                    }
+                }
+                Match::Route {
+                    index: *index,
+                    params: decoded,
+                }
+            }
             None => {
                 let mut allow: Vec<&str> =
                     routes.by_method.iter().map(|(m, _)| m.as_str()).collect();
@@ -217,6 +243,42 @@ mod tests {
         let t = table();
         assert_eq!(t.resolve(&Method::GET, "/nope"), Match::NotFound);
         assert_eq!(t.resolve(&Method::GET, "/items/1/extra"), Match::NotFound);
+    }
+
+    #[test]
+    fn unsafe_parameters_are_refused_after_decoding() {
+        let t = table();
+        let refused = |path: &str| match t.resolve(&Method::GET, path) {
+            Match::InvalidParam {
+                index: 2,
+                name,
+                reason,
+            } if name == "id" => reason,
+            other => panic!("{path}: {other:?}"),
+        };
+        assert_eq!(refused("/items/.."), params::Unsafe::DotSegment);
+        assert_eq!(refused("/items/."), params::Unsafe::DotSegment);
+        assert_eq!(refused("/items/%2e%2E"), params::Unsafe::DotSegment);
+        assert_eq!(refused("/items/.%2e"), params::Unsafe::DotSegment);
+        assert_eq!(refused("/items/%2E"), params::Unsafe::DotSegment);
+        assert_eq!(refused("/items/a%2Fb"), params::Unsafe::Slash);
+        assert_eq!(refused("/items/%2f"), params::Unsafe::Slash);
+        assert_eq!(refused("/items/a%5Cb"), params::Unsafe::Backslash);
+        assert_eq!(refused("/items/a\\b"), params::Unsafe::Backslash);
+        assert_eq!(refused("/items/a%00"), params::Unsafe::Nul);
+        assert_eq!(refused("/items/%FF"), params::Unsafe::NotUtf8);
+        // Harmless dots and encodings still match.
+        for ok in [
+            "/items/...",
+            "/items/.well",
+            "/items/%2e%2e%2e",
+            "/items/a%20b",
+        ] {
+            assert!(
+                matches!(t.resolve(&Method::GET, ok), Match::Route { index: 2, .. }),
+                "{ok}"
+            );
+        }
     }
 
     #[test]

@@ -93,7 +93,9 @@ async fn handle(
     let path = request.uri().path().to_string();
     let resolved = runtime.table.resolve(&method, &path);
     let route = match &resolved {
-        Match::Route { index, .. } => runtime.routes.get(*index),
+        Match::Route { index, .. } | Match::InvalidParam { index, .. } => {
+            runtime.routes.get(*index)
+        }
         _ => None,
     };
     let span = tracing::info_span!(
@@ -145,6 +147,9 @@ async fn handle(
                 response.headers_mut().insert(header::ALLOW, value);
             }
             response
+        }
+        (Match::InvalidParam { name, reason, .. }, None) => {
+            ProblemResponse(problem::invalid_path_param(&name, reason)).into_response()
         }
         (Match::NotFound, None) => ProblemResponse(problem::not_found(&path)).into_response(),
     };

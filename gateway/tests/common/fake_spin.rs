@@ -31,6 +31,9 @@ pub struct FakeState {
     pub hits: AtomicUsize,
     pub last_headers: Mutex<Option<http::HeaderMap>>,
     pub last_path: Mutex<Option<String>>,
+    /// Headers added to every `Ok` answer (an upstream trying to speak for
+    /// the gateway).
+    pub extra_response_headers: Mutex<Vec<(String, String)>>,
     /// Opened by the test (`open_gate`) to release hanging requests.
     pub gate: watch::Sender<bool>,
 }
@@ -47,6 +50,14 @@ impl FakeSpin {
     /// Releases every hanging request, now and later.
     pub fn open_gate(&self) {
         self.state.gate.send_replace(true);
+    }
+    /// Adds `name: value` to every `Ok` answer from now on.
+    pub fn add_response_header(&self, name: &str, value: &str) {
+        self.state
+            .extra_response_headers
+            .lock()
+            .unwrap()
+            .push((name.to_string(), value.to_string()));
     }
     pub fn hits(&self) -> usize {
         self.state.hits.load(Ordering::SeqCst)
@@ -75,6 +86,7 @@ pub async fn start(mode: Mode) -> FakeSpin {
         hits: AtomicUsize::new(0),
         last_headers: Mutex::new(None),
         last_path: Mutex::new(None),
+        extra_response_headers: Mutex::new(Vec::new()),
         gate: watch::channel(false).0,
     });
     let router = axum::Router::new()
@@ -111,12 +123,32 @@ async fn handle(State(state): State<Arc<FakeState>>, request: Request) -> Respon
     };
     match mode {
         Mode::Ok | Mode::FailFirst(_) => {
-            let body = serde_json::json!({ "fake": true, "path": path_and_query });
-            (
+            // Like Spin's trigger: its own `spin-path-info` goes *after*
+            // whatever arrived, and a component reads the first value.
+            let mut headers = request.headers().clone();
+            headers.append("spin-path-info", http::HeaderValue::from_static("/fake"));
+            let path_info = headers
+                .get("spin-path-info")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            let body = serde_json::json!({
+                "fake": true,
+                "path": path_and_query,
+                "path_info": path_info,
+            });
+            let mut response = (
                 [("content-type", "application/json")],
                 serde_json::to_vec(&body).unwrap(),
             )
-                .into_response()
+                .into_response();
+            for (name, value) in state.extra_response_headers.lock().unwrap().iter() {
+                response.headers_mut().append(
+                    http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    http::HeaderValue::from_str(value).unwrap(),
+                );
+            }
+            response
         }
         Mode::Fail => Response::builder()
             .status(500)

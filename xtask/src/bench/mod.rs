@@ -64,14 +64,19 @@ pub fn bench(root: &Path, options: &Options) -> Result<PathBuf> {
         .context("the benchmark needs the `wasmtime` CLI; `cargo xtask setup` installs it")?;
     let load_average_start = load_average();
 
-    println!("xtask bench: building the gateway (release)");
-    crate::run(Command::new(crate::cargo()).current_dir(root).args([
-        "build",
-        "--release",
-        "--locked",
-        "-p",
-        "gateway",
-    ]))?;
+    // The quick run checks that every scenario runs and the report has its
+    // shape, never its numbers: it uses the debug build `cargo test` has
+    // just made instead of paying for a release build of wasmtime in CI.
+    let profile = if options.quick { "debug" } else { "release" };
+    println!("xtask bench: building the gateway ({profile})");
+    let mut build = Command::new(crate::cargo());
+    build
+        .current_dir(root)
+        .args(["build", "--locked", "-p", "gateway"]);
+    if !options.quick {
+        build.arg("--release");
+    }
+    crate::run(&mut build)?;
 
     let out = out_dir(root);
     let work = out.join("work");
@@ -86,7 +91,7 @@ pub fn bench(root: &Path, options: &Options) -> Result<PathBuf> {
     };
     let env = Env {
         root,
-        gateway: root.join("target/release/gateway"),
+        gateway: root.join("target").join(profile).join("gateway"),
         wasmtime: wasmtime.clone(),
         work,
         plan: &plan,

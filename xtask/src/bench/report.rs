@@ -496,7 +496,7 @@ pub fn markdown(r: &Report) -> String {
         md,
         "All numbers come from this one run of `cargo xtask bench{}` ({:.0} s), on {} CPUs \
          (Linux {}), load average {:.2} before and {:.2} after; {}; {}; tree {}. \
-         Servers are release builds on 127.0.0.1; wrk runs on the same machine.\n",
+         Servers are {} builds on 127.0.0.1; wrk runs on the same machine.\n",
         if r.mode == "quick" { " --quick" } else { "" },
         r.duration_seconds,
         m.cpus,
@@ -505,7 +505,12 @@ pub fn markdown(r: &Report) -> String {
         m.load_average_end,
         m.wrk,
         m.wasmtime,
-        m.commit
+        m.commit,
+        if r.mode == "quick" {
+            "debug (quick: structure only, the numbers mean nothing)"
+        } else {
+            "release"
+        }
     );
 
     let _ = writeln!(md, "## Targets\n");
