@@ -52,17 +52,11 @@ pub fn out_dir(root: &Path) -> PathBuf {
 /// Runs every scenario and writes the report; returns the report.json path.
 /// Expects the components to be built already.
 pub fn bench(root: &Path, options: &Options) -> Result<PathBuf> {
-    let started = Instant::now();
-    let started_unix = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(1);
     if which("wrk").is_none() {
         bail!("the benchmark needs `wrk` on PATH; `cargo xtask setup` installs it");
     }
     let wasmtime = crate::toolchain::wasmtime_cli()
         .context("the benchmark needs the `wasmtime` CLI; `cargo xtask setup` installs it")?;
-    let load_average_start = load_average();
 
     // The quick run checks that every scenario runs and the report has its
     // shape, never its numbers: it uses the debug build `cargo test` has
@@ -77,6 +71,14 @@ pub fn bench(root: &Path, options: &Options) -> Result<PathBuf> {
         build.arg("--release");
     }
     crate::run(&mut build)?;
+
+    // The clock (and the load average) start once the build is done.
+    let started = Instant::now();
+    let started_unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(1);
+    let load_average_start = load_average();
 
     let out = out_dir(root);
     let work = out.join("work");

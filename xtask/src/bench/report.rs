@@ -23,7 +23,7 @@ pub struct Report {
     pub mode: String,
     /// Unix time the run started.
     pub started_unix: u64,
-    /// Wall time of the whole run, seconds.
+    /// Wall time of the run (scenarios and report, not the build), seconds.
     pub duration_seconds: f64,
     pub machine: Machine,
     pub validate: Validate,
