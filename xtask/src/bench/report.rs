@@ -52,6 +52,9 @@ pub struct Machine {
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct Validate {
     pub connections: u32,
+    /// Runs per cell, the backends taking turns; each cell is the run with
+    /// the median mean latency.
+    pub rounds: u32,
     pub rows: Vec<ValidateRow>,
     pub crossover: Crossovers,
     /// The `fallback.native_above_bytes` this run suggests for the
@@ -108,6 +111,8 @@ pub struct Crossover {
 pub struct Hello {
     pub threads: u32,
     pub connections: u32,
+    /// Runs per server, the four taking turns; the median throughput is kept.
+    pub rounds: u32,
     /// The gateway's admin `/healthz` (plain Axum, no Wasm).
     pub native_axum: Stats,
     /// `gateway serve-spin` on the misbehave component's `/ok`.
@@ -121,6 +126,9 @@ pub struct Hello {
 /// Scenario 3: the gateway in front of the embedded host vs `serve-spin`.
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct Overhead {
+    /// Runs per cell, direct and via gateway taking turns; the median
+    /// throughput is kept.
+    pub rounds: u32,
     pub rows: Vec<OverheadRow>,
 }
 
@@ -539,10 +547,11 @@ pub fn markdown(r: &Report) -> String {
     let _ = writeln!(
         md,
         "## 1. Validate: Wasm vs native\n\n\
-         POST /validate with N Ed25519-signed items, wrk with {} connection (latency per request). \
+         POST /validate with N Ed25519-signed items, wrk with {} connection (latency per request); \
+         the three servers run side by side and take turns, each cell is the median of {} run(s). \
          Native: the gateway, route `backend = \"native\"`. Wasm fresh: `gateway serve-spin` \
          (a new instance per request). Wasm reuse: `gateway serve-spin --reuse-max-requests 128`.\n",
-        v.connections
+        v.connections, v.rounds
     );
     let _ = writeln!(
         md,
@@ -584,9 +593,10 @@ pub fn markdown(r: &Report) -> String {
     let h = &r.hello;
     let _ = writeln!(
         md,
-        "## 2. Trivial hello\n\nwrk -t{} -c{}. Component: `misbehave` `/ok` (200 `ok`).\n\n\
+        "## 2. Trivial hello\n\nwrk -t{} -c{}; component `misbehave`, `/ok` (200 `ok`). The four \
+         servers run side by side and take turns; each is the median of {} run(s) by throughput.\n\n\
          | Server | req/s | mean | p99 | vs `wasmtime serve` |\n|---|---:|---:|---:|---:|",
-        h.threads, h.connections
+        h.threads, h.connections, h.rounds
     );
     for (name, s) in [
         ("native Axum (gateway admin `/healthz`)", &h.native_axum),
@@ -612,9 +622,11 @@ pub fn markdown(r: &Report) -> String {
         md,
         "## 3. Gateway overhead\n\nClient → gateway (embedded mode, route to the component) → component, \
          vs client → `gateway serve-spin`. hello: GET /hello → /ok (misbehave); create: POST /items → /create \
-         (server-assigned ids).\n\n\
+         (server-assigned ids). Both sides run side by side and take turns; each cell is the median of {} \
+         run(s) by throughput.\n\n\
          | Workload | Connections | serve-spin req/s | p99 | via gateway req/s | p99 | Throughput ratio | p99 added |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|"
+         |---|---:|---:|---:|---:|---:|---:|---:|",
+        r.gateway_overhead.rounds
     );
     for row in &r.gateway_overhead.rows {
         let _ = writeln!(

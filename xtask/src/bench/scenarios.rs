@@ -32,6 +32,9 @@ pub struct Plan {
     pub quick: bool,
     /// Batch sizes (items) and seconds per measured run.
     pub validate: Vec<(u32, u64)>,
+    /// Runs per cell of the validate, hello and overhead scenarios, the
+    /// servers of a cell taking turns; the median run is kept.
+    pub rounds: u32,
     pub hello_seconds: u64,
     pub overhead_connections: Vec<u32>,
     pub overhead_seconds: u64,
@@ -46,22 +49,23 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The full run (about 5 minutes on 2 cores). `seconds` overrides the
+    /// The full run (about 6 minutes on 2 cores). `seconds` overrides the
     /// length of every wrk run.
     pub fn full(seconds: Option<u64>) -> Plan {
         let s = |default: u64| seconds.unwrap_or(default);
         Plan {
             quick: false,
             validate: vec![
-                (1, s(5)),
-                (10, s(5)),
-                (100, s(5)),
-                (1000, s(6)),
-                (10_000, s(10)),
+                (1, s(2)),
+                (10, s(2)),
+                (100, s(2)),
+                (1000, s(2)),
+                (10_000, s(4)),
             ],
-            hello_seconds: s(10),
+            rounds: 3,
+            hello_seconds: s(3),
             overhead_connections: vec![1, 16, 64],
-            overhead_seconds: s(5),
+            overhead_seconds: s(2),
             cold_runs: 3,
             rss_samples: vec![1_000, 10_000, 25_000, 50_000, 75_000, 100_000],
             warmup_requests: 50,
@@ -75,6 +79,7 @@ impl Plan {
         Plan {
             quick: true,
             validate: vec![(1, s), (100, s), (1000, s)],
+            rounds: 1,
             hello_seconds: s,
             overhead_connections: vec![64],
             overhead_seconds: s,
@@ -184,13 +189,38 @@ impl Env<'_> {
         ))
     }
 
-    /// Sends warm-up requests (the first one checked), then measures.
-    fn measure(
+    /// Runs each server's load in turn, `plan.rounds` times (warming each
+    /// up, and checking its first answer, before its first run), and keeps
+    /// per server the run with the median `key`. Side by side, a busy
+    /// moment on the machine hits every server alike.
+    fn take_turns(
+        &self,
+        loads: &[(&Server, Load)],
+        key: fn(&Stats) -> f64,
+        check: &dyn Fn(&[u8]) -> Result<()>,
+    ) -> Result<Vec<Stats>> {
+        let rounds = self.plan.rounds.max(1);
+        let mut runs = vec![Vec::new(); loads.len()];
+        for round in 0..rounds {
+            for (i, (server, load)) in loads.iter().enumerate() {
+                println!("xtask bench: {}, round {}/{rounds}", load.label, round + 1);
+                if round == 0 {
+                    self.warm_up(server, load, check)?;
+                }
+                runs[i].push(wrk::run(load, &self.work)?);
+            }
+        }
+        runs.into_iter().map(|r| median_by(r, key)).collect()
+    }
+
+    /// Sends the run's request until the plan's warm-up count or time is
+    /// reached; every answer must be 2xx, and the first one pass `check`.
+    fn warm_up(
         &self,
         server: &Server,
-        load: Load<'_>,
+        load: &Load,
         check: &dyn Fn(&[u8]) -> Result<()>,
-    ) -> Result<Stats> {
+    ) -> Result<()> {
         let path = load
             .url
             .split_once("//")
@@ -233,7 +263,7 @@ impl Env<'_> {
                 break;
             }
         }
-        wrk::run(&load, &self.work)
+        Ok(())
     }
 }
 
@@ -241,6 +271,24 @@ impl Env<'_> {
 fn toml_str(path: &Path) -> String {
     let text = path.to_string_lossy();
     format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// The run with the median `key` (the middle one of 3 rounds): one
+/// disturbed round does not move the result.
+fn median_by(mut runs: Vec<Stats>, key: fn(&Stats) -> f64) -> Result<Stats> {
+    runs.sort_by(|a, b| key(a).total_cmp(&key(b)));
+    let middle = runs.len() / 2;
+    runs.into_iter()
+        .nth(middle)
+        .context("no run to take the median of")
+}
+
+fn mean_latency(s: &Stats) -> f64 {
+    s.mean_ms
+}
+
+fn throughput(s: &Stats) -> f64 {
+    s.rps
 }
 
 fn no_check(_: &[u8]) -> Result<()> {
@@ -287,44 +335,43 @@ pub fn validate(env: &Env<'_>) -> Result<Validate> {
             Ok(())
         }
     };
-    let run_all = |server: &Server, label: &str| -> Result<Vec<Stats>> {
-        let mut out = Vec::new();
-        for (&(items, seconds), (_, _, body)) in env.plan.validate.iter().zip(&bodies) {
-            println!("xtask bench: validate {items} items, {label}");
-            out.push(env.measure(
-                server,
-                Load {
-                    label: &format!("validate-{label}-{items}"),
+    // All three servers run side by side and take turns, size by size and
+    // round by round, so a busy moment on the machine hits them alike.
+    let (native_server, _) = env.gateway(
+        "validate-native",
+        "spin.toml",
+        &app_routes(),
+        "/items?limit=1",
+    )?;
+    let fresh_server = env.serve_spin("validate-fresh", "spin.toml", false, APP_PROBE)?;
+    let reuse_server = env.serve_spin("validate-reuse", "spin.toml", true, APP_PROBE)?;
+    let servers = [
+        ("native", &native_server),
+        ("wasm-fresh", &fresh_server),
+        ("wasm-reuse", &reuse_server),
+    ];
+    let mut cells: Vec<Vec<Stats>> = Vec::new();
+    for (&(items, seconds), (_, _, body)) in env.plan.validate.iter().zip(&bodies) {
+        let loads: Vec<(&Server, Load)> = servers
+            .iter()
+            .map(|&(label, server)| {
+                let load = Load {
+                    label: format!("validate-{items}-{label}"),
                     url: server.url("/validate"),
                     requests: Requests::PostFile(body.clone()),
                     threads: 1,
                     connections: 1,
                     duration: Duration::from_secs(seconds),
                     stop_after: None,
-                },
-                &check(items),
-            )?);
-        }
-        Ok(out)
-    };
-
-    let native = {
-        let (server, _) = env.gateway(
-            "validate-native",
-            "spin.toml",
-            &app_routes(),
-            "/items?limit=1",
-        )?;
-        run_all(&server, "native")?
-    };
-    let fresh = {
-        let server = env.serve_spin("validate-fresh", "spin.toml", false, APP_PROBE)?;
-        run_all(&server, "wasm-fresh")?
-    };
-    let reuse = {
-        let server = env.serve_spin("validate-reuse", "spin.toml", true, APP_PROBE)?;
-        run_all(&server, "wasm-reuse")?
-    };
+                };
+                (server, load)
+            })
+            .collect();
+        cells.push(env.take_turns(&loads, mean_latency, &check(items))?);
+    }
+    let native: Vec<Stats> = cells.iter().map(|c| c[0].clone()).collect();
+    let fresh: Vec<Stats> = cells.iter().map(|c| c[1].clone()).collect();
+    let reuse: Vec<Stats> = cells.iter().map(|c| c[2].clone()).collect();
 
     let mut rows = Vec::new();
     for (i, (items, bytes, _)) in bodies.iter().enumerate() {
@@ -349,6 +396,7 @@ pub fn validate(env: &Env<'_>) -> Result<Validate> {
     };
     Ok(Validate {
         connections: 1,
+        rounds: env.plan.rounds.max(1),
         rows,
         suggested_native_above_bytes: crossovers.fresh.suggested_native_above_bytes,
         suggestion_basis: format!(
@@ -399,53 +447,44 @@ spin_path = "/ok"
 /// Scenario 2: trivial hello, wrk -t2 -c50.
 pub fn hello(env: &Env<'_>) -> Result<Hello> {
     let (threads, connections) = (2, 50);
-    let duration = Duration::from_secs(env.plan.hello_seconds);
-    let load = |label: &'static str, url: String| Load {
-        label,
+    let load = |label: &str, url: String| Load {
+        label: format!("hello-{label}"),
         url,
         requests: Requests::Get,
         threads,
         connections,
-        duration,
+        duration: Duration::from_secs(env.plan.hello_seconds),
         stop_after: None,
     };
-    println!("xtask bench: hello, native Axum");
-    let native_axum = {
-        let (server, admin) =
-            env.gateway("hello-native", HELLO_MANIFEST, &hello_routes(), "/hello")?;
-        env.measure(
-            &server,
-            load("hello-native", format!("http://{admin}/healthz")),
-            &no_check,
-        )?
-    };
-    println!("xtask bench: hello, embedded fresh");
-    let embedded_fresh = {
-        let server = env.serve_spin("hello-fresh", HELLO_MANIFEST, false, "/ok")?;
-        env.measure(&server, load("hello-fresh", server.url("/ok")), &no_check)?
-    };
-    println!("xtask bench: hello, embedded reuse");
-    let embedded_reuse = {
-        let server = env.serve_spin("hello-reuse", HELLO_MANIFEST, true, "/ok")?;
-        env.measure(&server, load("hello-reuse", server.url("/ok")), &no_check)?
-    };
-    println!("xtask bench: hello, wasmtime serve");
-    let wasmtime_serve = {
+    let (gateway, admin) =
+        env.gateway("hello-native", HELLO_MANIFEST, &hello_routes(), "/hello")?;
+    let fresh = env.serve_spin("hello-fresh", HELLO_MANIFEST, false, "/ok")?;
+    let reuse = env.serve_spin("hello-reuse", HELLO_MANIFEST, true, "/ok")?;
+    let wasmtime = {
         let addr = free_addr()?;
         let mut cmd = Command::new(&env.wasmtime);
         cmd.current_dir(env.root)
             .args(["serve", "--addr", &addr.to_string(), "-Scli"])
             .arg(env.root.join(HELLO_WASM));
-        let server = Server::start("hello-wasmtime", &mut cmd, addr, "/ok", &env.work)?;
-        env.measure(
-            &server,
-            load("hello-wasmtime", server.url("/ok")),
-            &no_check,
-        )?
+        Server::start("hello-wasmtime", &mut cmd, addr, "/ok", &env.work)?
     };
+    let loads = [
+        (
+            &gateway,
+            load("native-axum", format!("http://{admin}/healthz")),
+        ),
+        (&fresh, load("embedded-fresh", fresh.url("/ok"))),
+        (&reuse, load("embedded-reuse", reuse.url("/ok"))),
+        (&wasmtime, load("wasmtime-serve", wasmtime.url("/ok"))),
+    ];
+    let [native_axum, embedded_fresh, embedded_reuse, wasmtime_serve]: [Stats; 4] = env
+        .take_turns(&loads, throughput, &no_check)?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("expected four hello results"))?;
     Ok(Hello {
         threads,
         connections,
+        rounds: env.plan.rounds.max(1),
         native_axum,
         embedded_fresh,
         embedded_reuse,
@@ -494,32 +533,26 @@ pub fn overhead(env: &Env<'_>) -> Result<Overhead> {
     ];
     for (workload, direct, direct_path, gateway, gateway_path, body) in workloads {
         for &connections in &env.plan.overhead_connections {
-            let mut pair = Vec::new();
-            for (side, server, path) in [
-                ("direct", direct, direct_path),
-                ("gateway", gateway, gateway_path),
-            ] {
-                println!("xtask bench: overhead, {workload}, {connections} connections, {side}");
-                let label = format!("overhead-{workload}-{side}-c{connections}");
-                pair.push(env.measure(
-                    server,
-                    Load {
-                        label: &label,
-                        url: server.url(path),
-                        requests: match body {
-                            Some(file) => Requests::PostFile(file.clone()),
-                            None => Requests::Get,
-                        },
-                        threads: if connections == 1 { 1 } else { 2 },
-                        connections,
-                        duration: Duration::from_secs(env.plan.overhead_seconds),
-                        stop_after: None,
-                    },
-                    &no_check,
-                )?);
-            }
-            let via_gateway = pair.pop().context("the gateway run is missing")?;
-            let direct = pair.pop().context("the direct run is missing")?;
+            let load = |side: &str, server: &Server, path: &str| Load {
+                label: format!("overhead-{workload}-c{connections}-{side}"),
+                url: server.url(path),
+                requests: match body {
+                    Some(file) => Requests::PostFile(file.clone()),
+                    None => Requests::Get,
+                },
+                threads: if connections == 1 { 1 } else { 2 },
+                connections,
+                duration: Duration::from_secs(env.plan.overhead_seconds),
+                stop_after: None,
+            };
+            let loads = [
+                (direct, load("direct", direct, direct_path)),
+                (gateway, load("gateway", gateway, gateway_path)),
+            ];
+            let [direct, via_gateway]: [Stats; 2] = env
+                .take_turns(&loads, throughput, &no_check)?
+                .try_into()
+                .map_err(|_| anyhow::anyhow!("expected two overhead results"))?;
             rows.push(OverheadRow {
                 workload: workload.into(),
                 connections,
@@ -530,7 +563,10 @@ pub fn overhead(env: &Env<'_>) -> Result<Overhead> {
             });
         }
     }
-    Ok(Overhead { rows })
+    Ok(Overhead {
+        rounds: env.plan.rounds.max(1),
+        rows,
+    })
 }
 
 /// Scenario 4: spawn to first Wasm 200, compile cache warm vs disabled.
@@ -603,7 +639,7 @@ pub fn rss(env: &Env<'_>) -> Result<Rss> {
         println!("xtask bench: memory, up to {until} requests");
         let run = wrk::run(
             &Load {
-                label: &format!("rss-{until}"),
+                label: format!("rss-{until}"),
                 url: server.url("/"),
                 requests: mix(),
                 threads: 1,
