@@ -298,7 +298,7 @@ fn gateway_overhead(r: &Report, area: &Area<'_>) -> Result<()> {
                 .map_err(plot_error)?;
         }
     }
-    legend(&mut chart, SeriesLabelPosition::MiddleRight)
+    legend(&mut chart, SeriesLabelPosition::LowerRight)
 }
 
 /// VmRSS against requests served.
