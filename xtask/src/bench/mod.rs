@@ -59,16 +59,17 @@ pub fn bench(root: &Path, options: &Options) -> Result<PathBuf> {
         .context("the benchmark needs the `wasmtime` CLI; `cargo xtask setup` installs it")?;
 
     // The quick run checks that every scenario runs and the report has its
-    // shape, never its numbers: it uses the debug build `cargo test` has
-    // just made instead of paying for a release build of wasmtime in CI.
+    // shape, never its numbers: it uses the debug binary the test build
+    // makes (same command, same feature set, so nothing is rebuilt after
+    // `cargo test`) instead of paying for a release build of wasmtime in CI.
     let profile = if options.quick { "debug" } else { "release" };
     println!("xtask bench: building the gateway ({profile})");
     let mut build = Command::new(crate::cargo());
-    build
-        .current_dir(root)
-        .args(["build", "--locked", "-p", "gateway"]);
-    if !options.quick {
-        build.arg("--release");
+    build.current_dir(root);
+    if options.quick {
+        build.args(["test", "--workspace", "--locked", "--no-run"]);
+    } else {
+        build.args(["build", "--release", "--locked", "-p", "gateway"]);
     }
     crate::run(&mut build)?;
 
