@@ -112,15 +112,19 @@ impl Shadow {
             })
             .is_ok();
         if !reserved {
-            self.metrics.shadow(&route, "dropped");
-            self.stats.shadow(&route, "dropped");
+            self.count_dropped(&route);
             return;
         }
         if self.tx.try_send(job).is_err() {
             self.buffered.fetch_sub(weight, Ordering::AcqRel);
-            self.metrics.shadow(&route, "dropped");
-            self.stats.shadow(&route, "dropped");
+            self.count_dropped(&route);
         }
+    }
+
+    /// A sample not run: counted in metrics and on the dashboard.
+    fn count_dropped(&self, route: &str) {
+        self.metrics.shadow(route, "dropped");
+        self.stats.shadow(route, "dropped");
     }
 
     /// Body bytes held by samples right now (for tests and health output).

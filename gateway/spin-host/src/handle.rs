@@ -131,7 +131,10 @@ where
     let deadline = started + timeout;
     let wall_deadline = tokio::time::Instant::now() + timeout + limits::WALL_CLOCK_GRACE;
     let (mut store, proxy, permit, served_before) = match lease {
-        Lease::Warm(warm) => (warm.store, warm.proxy, warm.permit, warm.served),
+        Lease::Warm(mut warm) => {
+            limits::arm_deadline(&mut warm.store, deadline);
+            (warm.store, warm.proxy, warm.permit, warm.served)
+        }
         Lease::Fresh(permit) => {
             let mut store = Store::new(
                 &app.engine,
@@ -162,7 +165,6 @@ where
             }
         }
     };
-    limits::arm_deadline(&mut store, deadline);
     let served = Served {
         component: id.clone(),
         instantiate: started.elapsed(),

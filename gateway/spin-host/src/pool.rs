@@ -155,22 +155,21 @@ impl InstancePool {
 
     /// Drops the longest-idle instance of any component; false if none.
     fn evict_one(&self) -> bool {
-        let mut oldest: Option<(usize, usize, Instant)> = None;
+        // Lists are ordered by `since`: each one's first is its oldest.
+        let mut oldest: Option<(usize, Instant)> = None;
         for (c, list) in self.idle.iter().enumerate() {
-            let list = lock(list);
-            // Lists are ordered by `since`: the first is the oldest.
-            if let Some(first) = list.first()
-                && oldest.is_none_or(|(_, _, t)| first.since < t)
+            if let Some(first) = lock(list).first()
+                && oldest.is_none_or(|(_, t)| first.since < t)
             {
-                oldest = Some((c, 0, first.since));
+                oldest = Some((c, first.since));
             }
         }
-        let Some((c, i, _)) = oldest else {
+        let Some((c, _)) = oldest else {
             return false;
         };
         let evicted = {
             let mut list = lock(&self.idle[c]);
-            (i < list.len()).then(|| list.remove(i))
+            (!list.is_empty()).then(|| list.remove(0))
         };
         // Dropped outside the lock: tearing down a store is not free.
         drop(evicted);
