@@ -115,7 +115,10 @@ impl ServeSpinArgs {
                 max_requests: self.reuse_max_requests,
                 idle: std::time::Duration::from_millis(self.reuse_idle_ms),
             };
-            component_ids.iter().map(|id| (id.clone(), policy)).collect()
+            component_ids
+                .iter()
+                .map(|id| (id.clone(), policy))
+                .collect()
         } else {
             Default::default()
         };

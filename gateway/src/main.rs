@@ -108,7 +108,8 @@ fn reload_on_sighup(gateway: Arc<Gateway>) {
 
 async fn serve_spin(args: ServeSpinArgs) -> anyhow::Result<()> {
     let ids = spin_host::SpinApp::manifest_component_ids(&args.manifest)?;
-    let router = gateway::spin::embedded::standalone_router(&args.manifest, args.host_config(&ids))?;
+    let router =
+        gateway::spin::embedded::standalone_router(&args.manifest, args.host_config(&ids))?;
     let listener = bind(args.listen, "spin").await?;
     tracing::info!(
         "serving {} like `spin up` on http://{}",

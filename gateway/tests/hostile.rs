@@ -895,3 +895,117 @@ async fn the_buffered_bytes_budget_sheds_with_503() {
         .unwrap();
     assert_eq!(ok.status(), 200);
 }
+
+/// The built-in config with `lines` added to the `validate` route.
+fn validate_route_with(lines: &str) -> String {
+    config("").replacen(
+        "concurrency = 64\n",
+        &format!("concurrency = 64\n{lines}\n"),
+        1,
+    )
+}
+
+/// Sends `raw` until the answer has `status` (the holder's request may
+/// still be on its way in); the last answer otherwise.
+async fn until_status(gw: &Hostile, raw: &[u8], status: u16) -> Raw {
+    let mut answer = gw.exchange(raw).await;
+    for _ in 0..100 {
+        if answer.status == status {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        answer = gw.exchange(raw).await;
+    }
+    answer
+}
+
+/// A route's `max_in_flight` sheds that route alone: a slow upload holding
+/// the only `validate` slot gets the next `validate` a 503 naming the
+/// route, while `GET /items` is still served.
+#[tokio::test]
+async fn a_route_in_flight_limit_sheds_that_route_only() {
+    let gw = start_with(Mode::Embedded, validate_route_with("max_in_flight = 1")).await;
+    let mut holder = gw.connect().await;
+    holder
+        .write_all(
+            b"POST /validate HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\n\r\n{",
+        )
+        .await
+        .unwrap();
+    let second = request(
+        "POST",
+        "/validate",
+        "application/json",
+        br#"{"items": [{"id": 1, "name": "x"}]}"#,
+    );
+    let answer = until_status(&gw, &second, 503).await;
+    let problem = answer.problem(503, "second validate");
+    assert_eq!(answer.header("retry-after").as_deref(), Some("1"));
+    let detail = problem["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("route `validate` already serves 1 requests"),
+        "{problem}"
+    );
+    // Other routes are not affected.
+    let listed = gw.exchange(&get("/items")).await;
+    assert_eq!(listed.status, 200, "{}", listed.describe());
+    // The holder times out (408) and gives its slot back.
+    read_response(&mut holder).await.problem(408, "holder");
+    let answer = gw.exchange(&second).await;
+    assert_eq!(answer.status, 200, "{}", answer.describe());
+}
+
+/// A route's `max_buffered_bytes` is its share of the gateway's buffer: a
+/// slow upload that declared 3,000 bytes to `validate` leaves no room for
+/// another 2,000 there, but `create` still buffers its 2,000.
+#[tokio::test]
+async fn a_route_byte_budget_sheds_that_route_only() {
+    let gw = start_with(
+        Mode::Embedded,
+        validate_route_with("max_buffered_bytes = 4096"),
+    )
+    .await;
+    let mut holder = gw.connect().await;
+    holder
+        .write_all(
+            b"POST /validate HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
+              Content-Length: 3000\r\n\r\n{",
+        )
+        .await
+        .unwrap();
+    let padded = |prefix: &str, suffix: &str| {
+        let mut body = prefix.to_string();
+        body.push_str(&" ".repeat(2000 - prefix.len() - suffix.len()));
+        body.push_str(suffix);
+        body.into_bytes()
+    };
+    let validate = request(
+        "POST",
+        "/validate",
+        "application/json",
+        &padded(r#"{"items": [{"id": 1, "name": "x"}]"#, "}"),
+    );
+    let answer = until_status(&gw, &validate, 503).await;
+    let problem = answer.problem(503, "validate over its route budget");
+    assert_eq!(answer.header("retry-after").as_deref(), Some("1"));
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("route `validate` already holds its limit of 4096 buffered request bytes"),
+        "{problem}"
+    );
+    let create = request(
+        "POST",
+        "/items",
+        "application/json",
+        &padded(r#"{"id": 77, "name": "room left""#, "}"),
+    );
+    let created = gw.exchange(&create).await;
+    assert_eq!(created.status, 201, "{}", created.describe());
+    // The holder times out and its reservation is given back.
+    read_response(&mut holder).await.problem(408, "holder");
+    let answer = gw.exchange(&validate).await;
+    assert_eq!(answer.status, 200, "{}", answer.describe());
+}

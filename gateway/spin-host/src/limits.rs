@@ -122,7 +122,10 @@ mod tests {
         let mut cap = MemoryCap::new(1 << 20);
         assert!(cap.memory_growing(0, 1 << 20, None).unwrap());
         assert_eq!(cap.take_refusal(), None);
-        assert!(!cap.memory_growing(1 << 20, (1 << 20) + 65536, None).unwrap());
+        assert!(
+            !cap.memory_growing(1 << 20, (1 << 20) + 65536, None)
+                .unwrap()
+        );
         assert_eq!(cap.take_refusal(), Some((1 << 20) + 65536));
         assert_eq!(cap.take_refusal(), None, "the record is cleared once read");
     }

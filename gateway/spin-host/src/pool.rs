@@ -259,9 +259,12 @@ mod tests {
         };
         let ok = policies_in_order(&ids, &HashMap::from([("create".to_string(), policy)]));
         assert_eq!(ok, Ok(vec![None, Some(policy)]));
-        let err = policies_in_order(&ids, &HashMap::from([("lsit".to_string(), policy)]))
-            .unwrap_err();
-        assert!(err.contains("'lsit'") && err.contains("list, create"), "{err}");
+        let err =
+            policies_in_order(&ids, &HashMap::from([("lsit".to_string(), policy)])).unwrap_err();
+        assert!(
+            err.contains("'lsit'") && err.contains("list, create"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -271,7 +274,10 @@ mod tests {
         let b = pool.acquire(0);
         assert!(matches!(a, Some(Lease::Fresh(_))));
         assert!(matches!(b, Some(Lease::Fresh(_))));
-        assert!(pool.acquire(0).is_none(), "third request must find the pool full");
+        assert!(
+            pool.acquire(0).is_none(),
+            "third request must find the pool full"
+        );
         assert_eq!(
             pool.stats(),
             PoolStats {

@@ -89,7 +89,11 @@ async fn components_answer_the_same_with_and_without_instance_reuse() {
     let script: Vec<(&str, &str, String)> = vec![
         ("POST", "/create", r#"{"id": 7, "name": "seven"}"#.into()),
         ("POST", "/create", r#"{"id": 7, "name": "again"}"#.into()),
-        ("POST", "/create", r#"{"name": "assigned", "tags": ["a"]}"#.into()),
+        (
+            "POST",
+            "/create",
+            r#"{"name": "assigned", "tags": ["a"]}"#.into(),
+        ),
         ("POST", "/create", r#"{"name": ""}"#.into()),
         ("POST", "/create", "{not json".into()),
         ("GET", "/list", String::new()),

@@ -224,6 +224,15 @@ pub struct RouteConfig {
     /// In-flight requests allowed on the Spin backend; beyond it the route
     /// sheds (503 + Retry-After) or falls back.
     pub concurrency: usize,
+    /// Requests on this route being served at once, from the moment they
+    /// are matched until their answer is sent; more get `503` before a byte
+    /// of their body is read. Defaults to half of `[server] max_in_flight`,
+    /// so a flood on one route leaves room for the others.
+    pub max_in_flight: usize,
+    /// Request bytes this route may hold in memory at once (bodies it
+    /// buffers); a body that would pass it gets `503`. Defaults to half of
+    /// `[server] max_buffered_bytes`.
+    pub max_buffered_bytes: usize,
     /// Retry policy (applied only when the method is idempotent).
     pub retry: RetryPolicy,
     /// Circuit breaker.

@@ -67,6 +67,8 @@ pub struct Route {
     pub timeout_ms: Option<Spanned<i64>>,
     pub max_body_bytes: Option<Spanned<i64>>,
     pub concurrency: Option<Spanned<i64>>,
+    pub max_in_flight: Option<Spanned<i64>>,
+    pub max_buffered_bytes: Option<Spanned<i64>>,
     pub retry: Option<Spanned<Retry>>,
     pub circuit: Option<Spanned<Circuit>>,
     pub fallback: Option<Spanned<Fallback>>,

@@ -90,6 +90,12 @@ fn defaults_fill_what_a_route_leaves_out() {
     assert_eq!(list.timeout, Duration::from_secs(30));
     assert_eq!(list.max_body_bytes, 1 << 20);
     assert_eq!(list.concurrency, 256);
+    assert_eq!(list.max_in_flight, 512, "half the gateway's 1024");
+    assert_eq!(
+        list.max_buffered_bytes,
+        128 << 20,
+        "half the gateway's 256 MiB"
+    );
     assert_eq!(list.retry.attempts, 0);
     assert_eq!(list.circuit.consecutive_failures, 5);
     assert_eq!(list.circuit.failure_rate, 0.5);
@@ -106,8 +112,11 @@ fn defaults_fill_what_a_route_leaves_out() {
 #[test]
 fn every_numeric_field_is_checked_at_its_boundaries() {
     // (field as written, dotted name, min, max)
-    let cases: [(&str, &str, i64, i64); 12] = [
+    let cases: [(&str, &str, i64, i64); 14] = [
         ("timeout_ms", "timeout_ms", 1, 600_000),
+        // A route's budgets are at most the gateway's (the defaults here).
+        ("max_in_flight", "max_in_flight", 1, 1024),
+        ("max_buffered_bytes", "max_buffered_bytes", 1, 256 << 20),
         ("max_body_bytes", "max_body_bytes", 0, 1 << 30),
         ("concurrency", "concurrency", 1, 100_000),
         ("retry.attempts", "retry.attempts", 0, 5),
@@ -150,6 +159,23 @@ fn every_numeric_field_is_checked_at_its_boundaries() {
             refused(&text, line, &format!("route[1].{field}"), "out of range");
         }
     }
+}
+
+#[test]
+fn route_budgets_follow_the_gateway_budgets() {
+    let text = base("max_in_flight = 9").replacen(
+        "[server]\n",
+        "[server]\nmax_in_flight = 10\nmax_buffered_bytes = 1001\n",
+        1,
+    );
+    let config = parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let list = config.route("list").unwrap();
+    assert_eq!((list.max_in_flight, list.max_buffered_bytes), (5, 501));
+    assert_eq!(config.route("validate").unwrap().max_in_flight, 9);
+    let over =
+        base("max_in_flight = 11").replacen("[server]\n", "[server]\nmax_in_flight = 10\n", 1);
+    let line = over.lines().count();
+    refused(&over, line, "route[1].max_in_flight", "expected 1 to 10");
 }
 
 #[test]
@@ -404,10 +430,18 @@ fn embedded(config: &Config) -> (u32, BTreeMap<String, super::Reuse>) {
 fn the_instance_pool_defaults_to_the_spin_routes_total_concurrency() {
     let (max, reuse) = embedded(&parse(&pool_config("")).unwrap());
     assert_eq!(max, 3 + 5, "native routes use no instance");
-    assert!(reuse.is_empty(), "fresh instances unless a component opts in");
+    assert!(
+        reuse.is_empty(),
+        "fresh instances unless a component opts in"
+    );
     let (max, _) = embedded(&parse(&pool_config("max_instances = 2")).unwrap());
     assert_eq!(max, 2, "an explicit size wins");
-    refused(&pool_config("max_instances = 0"), 4, "spin.max_instances", "out of range");
+    refused(
+        &pool_config("max_instances = 0"),
+        4,
+        "spin.max_instances",
+        "out of range",
+    );
     refused(
         &pool_config("max_instances = 100001"),
         4,

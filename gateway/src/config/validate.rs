@@ -143,7 +143,7 @@ pub(super) fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
     let mut names = HashSet::new();
     let mut matches = HashSet::new();
     for (i, route) in parsed.route.iter().enumerate() {
-        let checked = route_config(&ctx, i, route.get_ref())?;
+        let checked = route_config(&ctx, i, route.get_ref(), &server)?;
         if !names.insert(checked.name.clone()) {
             return Err(ctx.err(
                 route.get_ref().name.span(),
@@ -396,7 +396,12 @@ fn upstream_uri(ctx: &Ctx, value: &Spanned<String>) -> Result<http::Uri, ConfigE
     parse_upstream(value.get_ref()).map_err(|m| ctx.err(value.span(), "spin.upstream", m))
 }
 
-fn route_config(ctx: &Ctx, i: usize, route: &schema::Route) -> Result<RouteConfig, ConfigError> {
+fn route_config(
+    ctx: &Ctx,
+    i: usize,
+    route: &schema::Route,
+    server: &ServerLimits,
+) -> Result<RouteConfig, ConfigError> {
     let f = |name: &str| format!("route[{i}].{name}");
     let name = route.name.get_ref().clone();
     if name.is_empty()
@@ -507,6 +512,20 @@ fn route_config(ctx: &Ctx, i: usize, route: &schema::Route) -> Result<RouteConfi
         items_core::MAX_ITEM_BYTES,
     )?;
     let concurrency = ctx.int_in(&route.concurrency, &f("concurrency"), 1..=100_000, 256usize)?;
+    // A route's budgets are shares of the gateway's: larger would never
+    // apply, so it is refused rather than silently capped.
+    let max_in_flight = ctx.int_in(
+        &route.max_in_flight,
+        &f("max_in_flight"),
+        1..=server.max_in_flight as i64,
+        server.max_in_flight.div_ceil(2),
+    )?;
+    let max_buffered_bytes = ctx.int_in(
+        &route.max_buffered_bytes,
+        &f("max_buffered_bytes"),
+        1..=server.max_buffered_bytes as i64,
+        server.max_buffered_bytes.div_ceil(2),
+    )?;
 
     let retry = match &route.retry {
         None => RetryPolicy {
@@ -683,6 +702,8 @@ fn route_config(ctx: &Ctx, i: usize, route: &schema::Route) -> Result<RouteConfi
         timeout,
         max_body_bytes,
         concurrency,
+        max_in_flight,
+        max_buffered_bytes,
         retry,
         circuit,
         fallback_on,

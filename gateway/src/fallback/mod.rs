@@ -32,6 +32,7 @@ use tower::util::rng::HasherRng;
 use crate::config::{BackendKind, FallbackTrigger, NativeHandler, RouteConfig};
 use crate::native::Native;
 use crate::problem::{Problem, ProblemResponse};
+use crate::server::admission::RouteAdmission;
 use crate::spin::{RequestBody, SpinBackend, SpinError};
 use crate::telemetry::metrics::Metrics;
 use circuit::CircuitBreaker;
@@ -50,6 +51,8 @@ pub const SIZE_REASON: &str = "size";
 pub struct RoutePolicy {
     /// The breaker on the route's Spin backend.
     pub circuit: CircuitBreaker,
+    /// The route's share of the gateway's admission budgets.
+    pub admission: Arc<RouteAdmission>,
     limit: Arc<Semaphore>,
     budget: Arc<TpsBudget>,
 }
@@ -59,6 +62,11 @@ impl RoutePolicy {
     pub fn new(route: &RouteConfig) -> Self {
         RoutePolicy {
             circuit: CircuitBreaker::new(route.circuit.clone()),
+            admission: Arc::new(RouteAdmission::new(
+                &route.name,
+                route.max_in_flight,
+                route.max_buffered_bytes,
+            )),
             limit: Arc::new(Semaphore::new(route.concurrency)),
             // Tower's retry budget: retries may add `budget_ratio` of the
             // recent request rate, plus a floor of 10/s, over 10 s.

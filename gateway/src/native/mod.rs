@@ -215,7 +215,10 @@ mod tests {
 
     fn json_headers() -> HeaderMap {
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         headers
     }
 
@@ -233,7 +236,12 @@ mod tests {
             tokio::spawn(async move {
                 let headers = json_headers();
                 native
-                    .call(NativeHandler::Validate, &headers, batch(), Duration::from_secs(60))
+                    .call(
+                        NativeHandler::Validate,
+                        &headers,
+                        batch(),
+                        Duration::from_secs(60),
+                    )
                     .await
             })
         };
@@ -241,14 +249,23 @@ mod tests {
             tokio::task::yield_now().await;
         }
         let shed = native
-            .call(NativeHandler::Validate, &json_headers(), batch(), Duration::from_secs(60))
+            .call(
+                NativeHandler::Validate,
+                &json_headers(),
+                batch(),
+                Duration::from_secs(60),
+            )
             .await;
         assert_eq!(shed.status(), 503);
         assert_eq!(shed.headers()[header::RETRY_AFTER], "1");
 
         drop(busy);
         let served = waiting.await.unwrap();
-        assert_eq!(served.status(), 200, "the queued call runs once a worker is free");
+        assert_eq!(
+            served.status(),
+            200,
+            "the queued call runs once a worker is free"
+        );
         assert_eq!(native.waiting.load(Ordering::Acquire), 0);
     }
 
@@ -257,9 +274,18 @@ mod tests {
         let native = Native::with_queue(TrustedKeys::any(), 1, 4);
         let _busy = native.workers.clone().acquire_owned().await.unwrap();
         let late = native
-            .call(NativeHandler::Validate, &json_headers(), batch(), Duration::from_millis(20))
+            .call(
+                NativeHandler::Validate,
+                &json_headers(),
+                batch(),
+                Duration::from_millis(20),
+            )
             .await;
         assert_eq!(late.status(), 504);
-        assert_eq!(native.waiting.load(Ordering::Acquire), 0, "no longer counted as waiting");
+        assert_eq!(
+            native.waiting.load(Ordering::Acquire),
+            0,
+            "no longer counted as waiting"
+        );
     }
 }

@@ -121,6 +121,8 @@ async fn show_config(State(gateway): State<Arc<Gateway>>) -> Response {
                 "timeout_ms": r.timeout.as_millis() as u64,
                 "max_body_bytes": r.max_body_bytes,
                 "concurrency": r.concurrency,
+                "max_in_flight": r.max_in_flight,
+                "max_buffered_bytes": r.max_buffered_bytes,
                 "retry": {
                     "attempts": r.retry.attempts,
                     "backoff_ms": r.retry.backoff.as_millis() as u64,

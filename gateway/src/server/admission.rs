@@ -1,11 +1,14 @@
 //! Admission: what the gateway lets in before it spends memory or a Spin
 //! slot on a request.
 //!
-//! * A global cap on requests in flight (`[server] max_in_flight`): beyond
-//!   it, `503` with `Retry-After` at once, before the body is touched.
-//! * A global budget of buffered request bytes (`[server]
-//!   max_buffered_bytes`): a declared `Content-Length` is reserved before a
-//!   byte is read, a chunked body frame by frame; over budget, `503`.
+//! * A cap on requests in flight, for the whole gateway (`[server]
+//!   max_in_flight`) and for each route (`[[route]] max_in_flight`):
+//!   beyond either, `503` with `Retry-After` at once, before the body is
+//!   touched.
+//! * A budget of buffered request bytes, for the whole gateway and for
+//!   each route (`max_buffered_bytes` in both places): a declared
+//!   `Content-Length` is reserved from both before a byte is read, a
+//!   chunked body frame by frame; over either budget, `503`.
 //! * A deadline for the whole body (`[server] body_read_timeout_ms`): a
 //!   slow upload gets `408` instead of holding memory and a Spin slot.
 //!
@@ -35,8 +38,7 @@ use crate::problem::{Problem, ProblemResponse};
 
 /// The public listener's shared admission state (one per listener).
 pub struct Admission {
-    in_flight: Arc<Semaphore>,
-    max_in_flight: usize,
+    in_flight: Budget,
     bytes: Arc<ByteBudget>,
     /// See [`ServerLimits::body_read_timeout`].
     pub body_read_timeout: Duration,
@@ -46,29 +48,16 @@ impl Admission {
     /// Fresh state for `limits`.
     pub fn new(limits: &ServerLimits) -> Self {
         Admission {
-            in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
-            max_in_flight: limits.max_in_flight,
-            bytes: Arc::new(ByteBudget {
-                used: AtomicUsize::new(0),
-                limit: limits.max_buffered_bytes,
-            }),
+            in_flight: Budget::new(Scope::Gateway, limits.max_in_flight),
+            bytes: ByteBudget::new(Scope::Gateway, limits.max_buffered_bytes),
             body_read_timeout: limits.body_read_timeout,
         }
     }
 
     /// A slot for one request, or the `503` to answer instead. Never waits:
     /// queueing behind a full gateway only turns overload into timeouts.
-    pub fn enter(&self) -> Result<OwnedSemaphorePermit, Response> {
-        self.in_flight.clone().try_acquire_owned().map_err(|_| {
-            busy(Problem::new(
-                503,
-                "Gateway Busy",
-                format!(
-                    "the gateway already serves {} requests, its limit; retry shortly",
-                    self.max_in_flight
-                ),
-            ))
-        })
+    pub fn enter(&self) -> Result<OwnedSemaphorePermit, Busy> {
+        self.in_flight.enter()
     }
 
     /// The shared budget of buffered request bytes.
@@ -77,22 +66,122 @@ impl Admission {
     }
 }
 
-/// Keeps `permit` until the response body has been sent, so a streaming
+/// One route's share of the gateway's budgets (`[[route]] max_in_flight`,
+/// `max_buffered_bytes`): a flood on one route is refused before it takes
+/// everything the gateway has, so the other routes keep being served.
+/// Lives in the route's policy state and is rebuilt with it on reload.
+pub struct RouteAdmission {
+    in_flight: Budget,
+    bytes: Arc<ByteBudget>,
+}
+
+impl RouteAdmission {
+    /// Fresh state for `route` with `max_in_flight` requests and
+    /// `max_buffered_bytes` bytes.
+    pub fn new(route: &str, max_in_flight: usize, max_buffered_bytes: usize) -> Self {
+        let scope = || Scope::Route(route.to_string());
+        RouteAdmission {
+            in_flight: Budget::new(scope(), max_in_flight),
+            bytes: ByteBudget::new(scope(), max_buffered_bytes),
+        }
+    }
+
+    /// A slot on the route, or the `503` to answer instead. Never waits.
+    pub fn enter(&self) -> Result<OwnedSemaphorePermit, Busy> {
+        self.in_flight.enter()
+    }
+
+    /// The route's budget of buffered request bytes.
+    pub fn bytes(&self) -> &Arc<ByteBudget> {
+        &self.bytes
+    }
+}
+
+/// Whose budget ran out, for the client's `detail`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// The whole gateway (`[server]`).
+    Gateway,
+    /// One route (`[[route]]`), by name.
+    Route(String),
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Scope::Gateway => f.write_str("the gateway"),
+            Scope::Route(name) => write!(f, "route `{name}`"),
+        }
+    }
+}
+
+/// A count of requests in flight with a limit that sheds instead of
+/// queueing.
+struct Budget {
+    scope: Scope,
+    slots: Arc<Semaphore>,
+    limit: usize,
+}
+
+impl Budget {
+    fn new(scope: Scope, limit: usize) -> Self {
+        Budget {
+            scope,
+            slots: Arc::new(Semaphore::new(limit)),
+            limit,
+        }
+    }
+
+    fn enter(&self) -> Result<OwnedSemaphorePermit, Busy> {
+        self.slots.clone().try_acquire_owned().map_err(|_| Busy {
+            scope: self.scope.clone(),
+            limit: self.limit,
+        })
+    }
+}
+
+/// A request refused because a `max_in_flight` was reached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Busy {
+    /// Whose limit: the gateway's or the route's.
+    pub scope: Scope,
+    /// The limit.
+    pub limit: usize,
+}
+
+impl Busy {
+    /// `503` + `Retry-After`, naming whose limit was reached.
+    pub fn response(&self) -> Response {
+        busy(Problem::new(
+            503,
+            "Gateway Busy",
+            format!(
+                "{} already serves {} requests, its limit; retry shortly",
+                self.scope, self.limit
+            ),
+        ))
+    }
+}
+
+/// Keeps `permits` until the response body has been sent, so a streaming
 /// answer still counts as in flight. The body's size hint is kept, so a
 /// known length is still sent as `Content-Length`.
-pub fn hold_until_sent(response: Response, permit: OwnedSemaphorePermit) -> Response {
+pub fn hold_until_sent(response: Response, permits: Vec<OwnedSemaphorePermit>) -> Response {
+    if permits.is_empty() {
+        return response;
+    }
     response.map(|inner| {
         Body::new(Holding {
             inner,
-            _permit: permit,
+            _permits: permits,
         })
     })
 }
 
-/// A response body holding an in-flight slot.
+/// A response body holding in-flight slots.
 struct Holding {
     inner: Body,
-    _permit: OwnedSemaphorePermit,
+    _permits: Vec<OwnedSemaphorePermit>,
 }
 
 impl HttpBody for Holding {
@@ -115,25 +204,54 @@ impl HttpBody for Holding {
     }
 }
 
-/// Request bytes held in memory by all requests together.
+/// Request bytes held in memory by a set of requests together (all of
+/// them, or one route's).
+#[derive(Debug)]
 pub struct ByteBudget {
+    scope: Scope,
     used: AtomicUsize,
     limit: usize,
 }
 
 impl ByteBudget {
-    /// Reserves `n` bytes, or `None` when that would pass the limit.
-    pub fn reserve(self: &Arc<Self>, n: usize) -> Option<Reservation> {
-        let mut reservation = Reservation {
-            budget: self.clone(),
-            bytes: 0,
-        };
-        reservation.grow(n).then_some(reservation)
+    fn new(scope: Scope, limit: usize) -> Arc<Self> {
+        Arc::new(ByteBudget {
+            scope,
+            used: AtomicUsize::new(0),
+            limit,
+        })
     }
 
-    /// The configured limit, for messages.
-    pub fn limit(&self) -> usize {
-        self.limit
+    /// Reserves `n` bytes from every budget in `budgets` (all or none), or
+    /// says which one it would overflow.
+    pub fn reserve(budgets: &[&Arc<Self>], n: usize) -> Result<Reservation, BodyError> {
+        let mut reservation = Reservation {
+            budgets: budgets.iter().map(|&b| b.clone()).collect(),
+            bytes: 0,
+        };
+        reservation.grow(n)?;
+        Ok(reservation)
+    }
+
+    /// Takes `n` bytes, or gives `false` (nothing taken) when that would
+    /// pass the limit.
+    fn take(&self, n: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(n).filter(|&total| total <= self.limit)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::AcqRel);
+    }
+
+    fn over(&self) -> BodyError {
+        BodyError::OverBudget {
+            scope: self.scope.clone(),
+            limit: self.limit,
+        }
     }
 
     /// Bytes reserved right now (for tests and the dashboard).
@@ -142,26 +260,28 @@ impl ByteBudget {
     }
 }
 
-/// Bytes taken from a [`ByteBudget`]; given back on drop.
+/// Bytes taken from one or more [`ByteBudget`]s (the same amount from
+/// each); given back on drop.
+#[derive(Debug)]
 pub struct Reservation {
-    budget: Arc<ByteBudget>,
+    budgets: Vec<Arc<ByteBudget>>,
     bytes: usize,
 }
 
 impl Reservation {
-    /// Takes `n` more bytes; `false` (nothing taken) when over budget.
-    fn grow(&mut self, n: usize) -> bool {
-        let budget = &self.budget;
-        let taken = budget
-            .used
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-                used.checked_add(n).filter(|&total| total <= budget.limit)
-            })
-            .is_ok();
-        if taken {
-            self.bytes += n;
+    /// Takes `n` more bytes from every budget, or none of them and the
+    /// error naming the budget that is full.
+    fn grow(&mut self, n: usize) -> Result<(), BodyError> {
+        for (i, budget) in self.budgets.iter().enumerate() {
+            if !budget.take(n) {
+                for taken in &self.budgets[..i] {
+                    taken.give_back(n);
+                }
+                return Err(budget.over());
+            }
         }
-        taken
+        self.bytes += n;
+        Ok(())
     }
 
     /// Bytes held by this reservation.
@@ -172,7 +292,9 @@ impl Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        self.budget.used.fetch_sub(self.bytes, Ordering::AcqRel);
+        for budget in &self.budgets {
+            budget.give_back(self.bytes);
+        }
     }
 }
 
@@ -192,8 +314,10 @@ pub enum BodyError {
         /// How long the client had.
         after: Duration,
     },
-    /// Buffering it would pass the gateway's `max_buffered_bytes`.
+    /// Buffering it would pass a `max_buffered_bytes` budget.
     OverBudget {
+        /// Whose budget: the gateway's or the route's.
+        scope: Scope,
         /// The budget.
         limit: usize,
     },
@@ -215,9 +339,9 @@ impl std::fmt::Display for BodyError {
                 "the request body did not arrive in full within {} ms",
                 after.as_millis()
             ),
-            BodyError::OverBudget { limit } => write!(
+            BodyError::OverBudget { scope, limit } => write!(
                 f,
-                "the gateway already holds its limit of {limit} buffered request bytes"
+                "{scope} already holds its limit of {limit} buffered request bytes; retry shortly"
             ),
             BodyError::Read(reason) => write!(f, "the request body could not be read: {reason}"),
         }
@@ -406,9 +530,10 @@ impl HttpBody for AdmittedBody {
                     // goes past it is taken now.
                     if let Some(reservation) = this.reservation.as_mut() {
                         let more = this.seen.saturating_sub(reservation.bytes());
-                        if more > 0 && !reservation.grow(more) {
-                            let limit = reservation.budget.limit();
-                            return this.fail(BodyError::OverBudget { limit });
+                        if more > 0
+                            && let Err(over) = reservation.grow(more)
+                        {
+                            return this.fail(over);
                         }
                     }
                     if this.expected == Some(this.seen as u64) {
@@ -455,22 +580,52 @@ mod tests {
     use http_body_util::BodyExt;
 
     fn budget(limit: usize) -> Arc<ByteBudget> {
-        Arc::new(ByteBudget {
-            used: AtomicUsize::new(0),
-            limit,
-        })
+        ByteBudget::new(Scope::Gateway, limit)
     }
 
     #[test]
     fn reservations_are_bounded_and_given_back() {
         let b = budget(10);
-        let r1 = b.reserve(6).expect("fits");
-        assert!(b.reserve(5).is_none(), "6 + 5 > 10");
-        let r2 = b.reserve(4).expect("fits exactly");
+        let r1 = ByteBudget::reserve(&[&b], 6).expect("fits");
+        assert!(ByteBudget::reserve(&[&b], 5).is_err(), "6 + 5 > 10");
+        let r2 = ByteBudget::reserve(&[&b], 4).expect("fits exactly");
         assert_eq!(b.used(), 10);
         drop(r1);
         drop(r2);
         assert_eq!(b.used(), 0);
+    }
+
+    #[test]
+    fn a_reservation_takes_from_every_budget_or_from_none() {
+        let gateway = budget(100);
+        let route = ByteBudget::new(Scope::Route("validate".into()), 10);
+        let other = ByteBudget::new(Scope::Route("create".into()), 100);
+        let held = ByteBudget::reserve(&[&gateway, &route], 8).expect("fits both");
+        assert_eq!((gateway.used(), route.used()), (8, 8));
+        // The route is full: nothing is taken from the gateway either.
+        let err = ByteBudget::reserve(&[&gateway, &route], 3).expect_err("route full");
+        assert_eq!(
+            err,
+            BodyError::OverBudget {
+                scope: Scope::Route("validate".into()),
+                limit: 10
+            }
+        );
+        assert!(err.to_string().contains("route `validate`"), "{err}");
+        assert_eq!(gateway.used(), 8, "rolled back");
+        // Another route still has the gateway's room.
+        let other_held = ByteBudget::reserve(&[&gateway, &other], 90).expect("fits");
+        let err = ByteBudget::reserve(&[&gateway, &other], 3).expect_err("gateway full");
+        assert_eq!(
+            err,
+            BodyError::OverBudget {
+                scope: Scope::Gateway,
+                limit: 100
+            }
+        );
+        assert_eq!(other.used(), 90, "rolled back");
+        drop((held, other_held));
+        assert_eq!((gateway.used(), route.used(), other.used()), (0, 0, 0));
     }
 
     #[tokio::test]
@@ -482,7 +637,7 @@ mod tests {
             Duration::from_secs(5),
             None,
         );
-        let err = body.collect().await.err().expect("too large");
+        let err = body.collect().await.expect_err("too large");
         assert!(matches!(err, BodyError::TooLarge { limit: 10, .. }));
         assert_eq!(watch.state.load(Ordering::Acquire), FAILED);
     }
@@ -495,10 +650,16 @@ mod tests {
             "r",
             100,
             Duration::from_secs(5),
-            b.reserve(0),
+            ByteBudget::reserve(&[&b], 0).ok(),
         );
-        let err = body.collect().await.err().expect("over budget");
-        assert_eq!(err, BodyError::OverBudget { limit: 8 });
+        let err = body.collect().await.expect_err("over budget");
+        assert_eq!(
+            err,
+            BodyError::OverBudget {
+                scope: Scope::Gateway,
+                limit: 8
+            }
+        );
         assert_eq!(b.used(), 0, "given back when the body is dropped");
     }
 
@@ -552,7 +713,7 @@ mod tests {
             Duration::from_millis(300),
             None,
         );
-        let err = body.collect().await.err().expect("times out");
+        let err = body.collect().await.expect_err("times out");
         assert!(matches!(err, BodyError::Timeout { .. }));
         assert_eq!(watch.state.load(Ordering::Acquire), FAILED);
     }

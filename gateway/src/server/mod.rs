@@ -21,6 +21,7 @@ use axum::{Router, body::Body};
 use http::{HeaderValue, header};
 use http_body_util::BodyExt;
 use tokio::net::TcpListener;
+use tokio::sync::OwnedSemaphorePermit;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
@@ -38,7 +39,7 @@ use crate::runtime::Runtime;
 use crate::shadow;
 use crate::spin::RequestBody;
 use crate::telemetry::propagation;
-use admission::{Admission, AdmittedBody, BodyError};
+use admission::{Admission, AdmittedBody, ByteBudget};
 
 /// The request id header: taken from the client or generated, passed to
 /// the backend, and echoed in the response.
@@ -128,16 +129,19 @@ async fn handle(
     // refusal is the gateway's answer, counted like any other below.
     let (permit, refused) = match admission.enter() {
         Ok(permit) => (Some(permit), None),
-        Err(busy) => (None, Some(busy)),
+        Err(busy) => (None, Some(busy.response())),
     };
+    let mut permits: Vec<OwnedSemaphorePermit> = permit.into_iter().collect();
     let mut response = match (resolved, refused) {
         (_, Some(busy)) => busy,
         (Match::Route { index, params }, None) => {
-            route_request(
+            let (response, route_permit) = route_request(
                 &gateway, &runtime, &admission, index, params, client, request,
             )
             .instrument(span.clone())
-            .await
+            .await;
+            permits.extend(route_permit);
+            response
         }
         (Match::MethodNotAllowed { allow }, None) => {
             let mut response =
@@ -205,14 +209,13 @@ async fn handle(
             .metrics
             .native(route_name, timing.queued, timing.compute);
     }
-    match permit {
-        Some(permit) => admission::hold_until_sent(response, permit),
-        None => response,
-    }
+    admission::hold_until_sent(response, permits)
 }
 
-/// Reads the body as the route needs it, calls the fallback policy, and
-/// queues a shadow comparison when the route samples this request.
+/// Admits the request on its route, then reads the body as the route needs
+/// it, calls the fallback policy, and queues a shadow comparison when the
+/// route samples this request. The route's in-flight permit comes back
+/// with the answer, to be held until it has been sent.
 async fn route_request(
     gateway: &Arc<Gateway>,
     runtime: &Arc<Runtime>,
@@ -221,13 +224,44 @@ async fn route_request(
     params: Vec<(String, String)>,
     client: SocketAddr,
     request: Request,
+) -> (Response, Option<OwnedSemaphorePermit>) {
+    let Some(route) = runtime.routes.get(index) else {
+        let path = request.uri().path();
+        return (
+            ProblemResponse(problem::not_found(path)).into_response(),
+            None,
+        );
+    };
+    let started = Instant::now();
+    // The route's own share of the gateway, taken before the body is read
+    // and held (with the gateway's) until the answer has been sent.
+    let route_permit = match route.policy.admission.enter() {
+        Ok(permit) => permit,
+        Err(busy) => return (busy.response(), None),
+    };
+    let response = admitted_request(
+        gateway, runtime, admission, index, params, client, request, started,
+    )
+    .await;
+    (response, Some(route_permit))
+}
+
+/// [`route_request`] once the route has admitted the request.
+#[allow(clippy::too_many_arguments)]
+async fn admitted_request(
+    gateway: &Arc<Gateway>,
+    runtime: &Arc<Runtime>,
+    admission: &Admission,
+    index: usize,
+    params: Vec<(String, String)>,
+    client: SocketAddr,
+    request: Request,
+    started: Instant,
 ) -> Response {
     let Some(route) = runtime.routes.get(index) else {
         return ProblemResponse(problem::not_found(request.uri().path())).into_response();
     };
     let config = &route.config;
-    let started = Instant::now();
-
     let (mut parts, body) = request.into_parts();
     let declared = parts
         .headers
@@ -247,12 +281,10 @@ async fn route_request(
     // before it is read; a chunked one reserves frame by frame as it comes.
     let reservation = if buffered {
         let declared = declared.map_or(0, |len| len as usize);
-        match admission.bytes().reserve(declared) {
-            Some(reservation) => Some(reservation),
-            None => {
-                let limit = admission.bytes().limit();
-                return BodyError::OverBudget { limit }.response();
-            }
+        let budgets = [admission.bytes(), route.policy.admission.bytes()];
+        match ByteBudget::reserve(&budgets, declared) {
+            Ok(reservation) => Some(reservation),
+            Err(over) => return over.response(),
         }
     } else {
         None
