@@ -1,6 +1,7 @@
 //! Proxy hygiene in external mode: hop-by-hop headers dropped, forwarding
 //! headers set, request ids and trace context carried, bodies streamed both
-//! ways without being held whole.
+//! ways without being held whole. And the same reserved-header rule for the
+//! embedded host: a component sees the host's `spin-*` headers only.
 
 mod common;
 
@@ -12,7 +13,7 @@ use axum::extract::{Request, State};
 use axum::response::Response;
 use bytes::Bytes;
 use common::fake_spin::{self, Mode};
-use common::{Options, client, start_with};
+use common::{Options, client, repo_root, require_wasm, start_with};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
@@ -308,4 +309,43 @@ async fn large_uploads_and_downloads_stream_through() {
         .await
         .expect("download streams: the first MiB arrived before the upstream finished");
     assert_eq!(total, 64 * MIB);
+}
+
+/// In embedded mode too, a component reads only the host's own `spin-*`
+/// headers and never the client's `x-gateway-*` (the gateway's).
+#[tokio::test]
+async fn reserved_headers_never_reach_an_embedded_component() {
+    require_wasm("misbehave.wasm");
+    let manifest = repo_root().join("gateway/spin-host/tests/fixtures/misbehave.toml");
+    let config = format!(
+        "[spin]\nmode = \"embedded\"\nmanifest = {manifest:?}\n\
+         [[route]]\nname = \"headers\"\nmatch = {{ method = \"GET\", path = \"/headers\" }}\n\
+         spin_path = \"/headers\"\n"
+    );
+    let gw = start_with(Options {
+        config: Some(config),
+        manifest: None,
+        ..Options::default()
+    })
+    .await;
+    let response = client()
+        .get(format!("{}/headers", gw.base))
+        .header("spin-path-info", "/../admin")
+        .header("spin-client-addr", "10.9.8.7:1")
+        .header("x-gateway-backend", "native")
+        .header("x-gateway-debug", "1")
+        .header("spinach", "not reserved")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let seen = response.text().await.unwrap();
+    let lines: Vec<&str> = seen.lines().collect();
+    assert!(lines.contains(&"spinach: not reserved"), "{seen}");
+    assert!(lines.contains(&"spin-path-info: "), "the host's own: {seen}");
+    assert!(
+        !lines.iter().any(|l| l.starts_with("x-gateway-")),
+        "the client's x-gateway-* reached the component: {seen}"
+    );
+    assert!(!seen.contains("10.9.8.7") && !seen.contains("/../admin"), "{seen}");
 }

@@ -57,6 +57,13 @@ impl EmbeddedSpin {
         client_addr: SocketAddr,
         timeout: Duration,
     ) -> Result<Response, PoolFull> {
+        let mut parts = parts;
+        // The host replaces `spin-*` itself; `x-gateway-*` are the
+        // gateway's and no component's business.
+        crate::proxy::headers::remove_prefixed(
+            &mut parts.headers,
+            crate::proxy::headers::GATEWAY_PREFIX,
+        );
         let response = self
             .call_unchecked(parts, body, spin_path, client_addr, timeout)
             .await;

@@ -9,6 +9,8 @@
 //! * `/count` — 200 with how many requests this instance has served,
 //!   including this one: always `1` with Spin's fresh instance per request,
 //!   more when the host reuses instances (the state reuse makes visible).
+//! * `/headers` — 200 with the request headers the component received, one
+//!   `name: value` per line (what a host or gateway let through).
 //!
 //! Not in `spin.toml`: it is never deployed.
 
@@ -32,9 +34,18 @@ fn handle(req: IncomingRequest) -> Response {
         "loop" => spin(),
         "hog" => hog(),
         "count" => text(200, &served.to_string()),
+        "headers" => {
+            let lines: Vec<String> = req
+                .headers()
+                .entries()
+                .into_iter()
+                .map(|(name, value)| format!("{name}: {}", String::from_utf8_lossy(&value)))
+                .collect();
+            text(200, &lines.join("\n"))
+        }
         other => text(
             404,
-            &format!("unknown behaviour {other:?}; try ok, trap, loop, hog or count"),
+            &format!("unknown behaviour {other:?}; try ok, trap, loop, hog, count or headers"),
         ),
     }
 }
