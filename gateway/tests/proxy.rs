@@ -342,10 +342,16 @@ async fn reserved_headers_never_reach_an_embedded_component() {
     let seen = response.text().await.unwrap();
     let lines: Vec<&str> = seen.lines().collect();
     assert!(lines.contains(&"spinach: not reserved"), "{seen}");
-    assert!(lines.contains(&"spin-path-info: "), "the host's own: {seen}");
+    assert!(
+        lines.contains(&"spin-path-info: "),
+        "the host's own: {seen}"
+    );
     assert!(
         !lines.iter().any(|l| l.starts_with("x-gateway-")),
         "the client's x-gateway-* reached the component: {seen}"
     );
-    assert!(!seen.contains("10.9.8.7") && !seen.contains("/../admin"), "{seen}");
+    assert!(
+        !seen.contains("10.9.8.7") && !seen.contains("/../admin"),
+        "{seen}"
+    );
 }

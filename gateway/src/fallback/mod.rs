@@ -11,8 +11,10 @@
 //!   rest try Spin, and any failure listed in `fallback.on` is answered by
 //!   the native handler instead.
 //!
-//! Every response says which backend produced it (`x-gateway-backend`) and,
-//! when native stood in, why (`x-gateway-fallback`).
+//! Every response carries an [`Answered`] extension saying which backend
+//! produced it and, when native stood in, why; the server turns it into
+//! the `x-gateway-backend` / `x-gateway-fallback` headers, metrics and span
+//! fields. A backend's own headers never speak for the gateway.
 
 pub mod circuit;
 
@@ -44,6 +46,36 @@ pub const BACKEND_HEADER: &str = "x-gateway-backend";
 pub const FALLBACK_HEADER: &str = "x-gateway-fallback";
 /// The `x-gateway-fallback` value when the size rule picked native.
 pub const SIZE_REASON: &str = "size";
+
+/// Who answered a request and why native stood in, if it did: a response
+/// extension set here and read by the server, which alone writes the
+/// `x-gateway-*` headers. Being typed, it cannot be forged by a component
+/// or an upstream Spin, whatever headers they send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Answered {
+    /// `spin-embedded`, `spin-external`, `native` or `gateway`.
+    pub backend: &'static str,
+    /// The fallback trigger (or `size`, `spin-disabled`) when native
+    /// answered in Spin's place.
+    pub fallback: Option<&'static str>,
+}
+
+impl Answered {
+    /// The gateway answered by itself (a refusal, an error, a 404).
+    pub const GATEWAY: Answered = Answered {
+        backend: "gateway",
+        fallback: None,
+    };
+
+    /// Who answered `response` (the gateway, when nobody said).
+    pub fn of(response: &Response) -> Answered {
+        response
+            .extensions()
+            .get::<Answered>()
+            .copied()
+            .unwrap_or(Answered::GATEWAY)
+    }
+}
 
 /// A route's live policy state: shared by all its requests, rebuilt when a
 /// config reload changes the route. Clones share the state.
@@ -207,7 +239,7 @@ async fn native(
     backends: &Backends<'_>,
     parts: &http::request::Parts,
     body: RequestBody,
-    reason: Option<&str>,
+    reason: Option<&'static str>,
 ) -> Response {
     let (Some(handler), RequestBody::Buffered(bytes)) = (route.native, body) else {
         return misconfigured(route);
@@ -226,11 +258,10 @@ async fn native(
         .call(handler, &parts.headers, bytes, route.timeout)
         .instrument(span)
         .await;
-    let headers = response.headers_mut();
-    headers.insert(BACKEND_HEADER, HeaderValue::from_static("native"));
-    if let Some(reason) = reason.and_then(|r| HeaderValue::from_str(r).ok()) {
-        headers.insert(FALLBACK_HEADER, reason);
-    }
+    response.extensions_mut().insert(Answered {
+        backend: "native",
+        fallback: reason,
+    });
     response
 }
 
@@ -412,12 +443,17 @@ fn verdict_items(prefix: &[u8]) -> Option<i64> {
 
 /// Marks a response as Spin's.
 /// A component (or an external Spin) cannot speak for the gateway: any
-/// `x-gateway-fallback` it set is dropped, so telemetry and clients only see
+/// `x-gateway-*` header it set is dropped, so telemetry and clients only see
 /// the gateway's own account.
 fn label(mut response: Response, spin: &SpinBackend) -> Response {
-    let headers = response.headers_mut();
-    headers.remove(FALLBACK_HEADER);
-    headers.insert(BACKEND_HEADER, HeaderValue::from_static(spin.label()));
+    crate::proxy::headers::remove_prefixed(
+        response.headers_mut(),
+        crate::proxy::headers::GATEWAY_PREFIX,
+    );
+    response.extensions_mut().insert(Answered {
+        backend: spin.label(),
+        fallback: None,
+    });
     response
 }
 
@@ -543,9 +579,7 @@ fn failure_response(
         .with("route", serde_json::json!(route.name))
         .with("backend", serde_json::json!(spin.label()));
     let mut response = ProblemResponse(problem).into_response();
-    response
-        .headers_mut()
-        .insert(BACKEND_HEADER, HeaderValue::from_static("gateway"));
+    response.extensions_mut().insert(Answered::GATEWAY);
     if let Some(secs) = retry_after {
         response
             .headers_mut()

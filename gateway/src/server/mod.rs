@@ -30,9 +30,10 @@ use std::time::Instant;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::fallback::{self, Backends};
+use crate::fallback::{self, Answered, Backends};
 use crate::native::NativeTiming;
 use crate::problem::{self, Problem, ProblemResponse};
+use crate::proxy;
 use crate::routing::{self, Match};
 use crate::runtime::Gateway;
 use crate::runtime::Runtime;
@@ -160,14 +161,9 @@ async fn handle(
 
     let status = response.status();
     let took = started.elapsed();
-    let backend = response
-        .headers()
-        .get(fallback::BACKEND_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("gateway")
-        .to_string();
+    let answered = Answered::of(&response);
     span.record("http.response.status_code", i64::from(status.as_u16()));
-    span.record("gateway.backend", backend.as_str());
+    span.record("gateway.backend", answered.backend);
     if let Some(size) = response
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -179,22 +175,27 @@ async fn handle(
     if status.is_server_error() {
         span.record("error.type", status.as_str());
     }
-    if !response.headers().contains_key(fallback::BACKEND_HEADER) {
-        response.headers_mut().insert(
-            fallback::BACKEND_HEADER,
-            HeaderValue::from_static("gateway"),
-        );
+    // The only place the gateway's headers are written, from its own
+    // account; whatever a backend sent under these names is gone.
+    let headers = response.headers_mut();
+    proxy::headers::remove_prefixed(headers, proxy::headers::GATEWAY_PREFIX);
+    headers.insert(
+        fallback::BACKEND_HEADER,
+        HeaderValue::from_static(answered.backend),
+    );
+    if let Some(reason) = answered.fallback {
+        headers.insert(fallback::FALLBACK_HEADER, HeaderValue::from_static(reason));
     }
     let route_name = route.map_or("unmatched", |r| r.config.name.as_str());
-    gateway
-        .metrics
-        .request(route_name, &backend, method.as_str(), status.as_u16(), took);
-    gateway.stats.request(route_name, &backend, took);
-    if let Some(reason) = response
-        .headers()
-        .get(fallback::FALLBACK_HEADER)
-        .and_then(|v| v.to_str().ok())
-    {
+    gateway.metrics.request(
+        route_name,
+        answered.backend,
+        method.as_str(),
+        status.as_u16(),
+        took,
+    );
+    gateway.stats.request(route_name, answered.backend, took);
+    if let Some(reason) = answered.fallback {
         span.record("gateway.fallback.reason", reason);
         gateway.metrics.fallback(route_name, reason);
         gateway.stats.fallback(route_name, reason);
@@ -347,12 +348,7 @@ async fn admitted_request(
     let Some((shadow_parts, shadow_body)) = sampled else {
         return response;
     };
-    let primary_backend = response
-        .headers()
-        .get(fallback::BACKEND_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("gateway")
-        .to_string();
+    let primary_backend = Answered::of(&response).backend.to_string();
     if primary_backend == "gateway" {
         return response;
     }
