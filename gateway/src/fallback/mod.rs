@@ -326,8 +326,9 @@ pub async fn call_spin(
             validate.items = tracing::field::Empty,
         );
         let _in_flight = backends.metrics.in_flight(spin.label());
-        let outcome = tokio::time::timeout(
-            route.timeout,
+        // Boxed: the host's call is a large future, and kept inline it
+        // would be copied along with every future that holds this one.
+        let call = Box::pin(
             spin.call(
                 clone_parts(&parts),
                 this_body,
@@ -336,8 +337,8 @@ pub async fn call_spin(
                 route.timeout,
             )
             .instrument(span.clone()),
-        )
-        .await;
+        );
+        let outcome = tokio::time::timeout(route.timeout, call).await;
         match &outcome {
             Ok(Ok(response)) => {
                 span.record(

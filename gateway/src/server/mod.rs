@@ -23,7 +23,6 @@ use http_body_util::BodyExt;
 use tokio::net::TcpListener;
 use tokio::sync::OwnedSemaphorePermit;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
 
 use std::time::Instant;
 
@@ -64,7 +63,6 @@ pub fn public_router(gateway: Arc<Gateway>) -> Router {
         .layer(
             tower::ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
-                .layer(TraceLayer::new_for_http())
                 .layer(PropagateRequestIdLayer::new(request_id)),
         )
 }
@@ -136,10 +134,16 @@ async fn handle(
     let mut response = match (resolved, refused) {
         (_, Some(busy)) => busy,
         (Match::Route { index, params }, None) => {
-            let (response, route_permit) = route_request(
-                &gateway, &runtime, &admission, index, params, client, request,
+            // Boxed, so the handler's own future stays small (it is moved
+            // into axum's box and through the layers).
+            // Boxed, so the handler's own future stays small (it is moved
+            // into axum's box and through the layers).
+            let (response, route_permit) = Box::pin(
+                route_request(
+                    &gateway, &runtime, &admission, index, params, client, request,
+                )
+                .instrument(span.clone()),
             )
-            .instrument(span.clone())
             .await;
             permits.extend(route_permit);
             response
@@ -335,7 +339,7 @@ async fn admitted_request(
         native: &runtime.native,
         metrics: &gateway.metrics,
     };
-    let response = fallback::serve(
+    let response = Box::pin(fallback::serve(
         config,
         &route.policy,
         backends,
@@ -343,7 +347,7 @@ async fn admitted_request(
         body,
         spin_path.clone(),
         client,
-    )
+    ))
     .await;
     let Some((shadow_parts, shadow_body)) = sampled else {
         return response;

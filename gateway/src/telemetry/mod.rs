@@ -26,6 +26,7 @@ use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracer
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer;
+use tracing_subscriber::filter::FilterExt;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -161,11 +162,21 @@ pub fn init(target: Option<&OtlpTarget>) -> anyhow::Result<TracingGuard> {
     let span_filter = tracing_subscriber::filter::Targets::new()
         .with_target("gateway", tracing::Level::INFO)
         .with_target("spin_host", tracing::Level::INFO);
+    // Log lines are events only: spans are what traces are for, and a span
+    // the log layer knew of would have its fields formatted into a string
+    // on every request, logged or not.
+    let log_filter = log_filter.and(tracing_subscriber::filter::filter_fn(|meta| meta.is_event()));
     tracing_subscriber::registry()
         .with(tracing_subscriber::fmt::layer().with_filter(log_filter))
         .with(
+            // Per span, no wall-clock reads at every poll (busy/idle
+            // times), nor thread and source-location attributes: a trace
+            // says what the request did, the rest is per-request cost.
             tracing_opentelemetry::layer()
                 .with_tracer(tracer)
+                .with_tracked_inactivity(false)
+                .with_threads(false)
+                .with_location(false)
                 .with_filter(span_filter),
         )
         .try_init()
