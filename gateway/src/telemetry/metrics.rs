@@ -9,8 +9,12 @@
 
 use std::time::Duration;
 
-use opentelemetry::KeyValue;
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use http::StatusCode;
 use opentelemetry::metrics::{Counter, Gauge, Histogram, MeterProvider as _, UpDownCounter};
+use opentelemetry::{KeyValue, StringValue};
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 
@@ -26,6 +30,7 @@ const LATENCY_BUCKETS: [f64; 18] = [
 
 /// The instruments, and the registry `/metrics` renders.
 pub struct Metrics {
+    names: Names,
     provider: SdkMeterProvider,
     registry: prometheus::Registry,
     request_duration: Histogram<f64>,
@@ -100,6 +105,7 @@ impl Metrics {
                 .build()
         };
         Ok(Metrics {
+            names: Names::default(),
             request_duration: seconds(
                 "gateway.request.duration",
                 "Time to answer a public request, by route, backend and status",
@@ -164,10 +170,17 @@ impl Metrics {
         self.request_duration.record(
             took.as_secs_f64(),
             &[
-                KeyValue::new("route", route.to_string()),
-                KeyValue::new("backend", backend.to_string()),
-                KeyValue::new("method", method.to_string()),
-                KeyValue::new("status", status.to_string()),
+                KeyValue::new("route", self.names.get(route)),
+                KeyValue::new("backend", self.names.get(backend)),
+                KeyValue::new("method", self.names.get(method)),
+                KeyValue::new(
+                    "status",
+                    self.names.get(
+                        StatusCode::from_u16(status)
+                            .as_ref()
+                            .map_or("unknown", |s| s.as_str()),
+                    ),
+                ),
             ],
         );
     }
@@ -177,15 +190,15 @@ impl Metrics {
         self.instantiate_duration.record(
             took.as_secs_f64(),
             &[
-                KeyValue::new("route", route.to_string()),
-                KeyValue::new("component", component.to_string()),
+                KeyValue::new("route", self.names.get(route)),
+                KeyValue::new("component", self.names.get(component)),
             ],
         );
     }
 
     /// Queue and compute time of a native call.
     pub fn native(&self, route: &str, queued: Duration, compute: Duration) {
-        let attrs = [KeyValue::new("route", route.to_string())];
+        let attrs = [KeyValue::new("route", self.names.get(route))];
         self.native_queue.record(queued.as_secs_f64(), &attrs);
         self.native_compute.record(compute.as_secs_f64(), &attrs);
     }
@@ -195,8 +208,8 @@ impl Metrics {
         self.fallbacks.add(
             1,
             &[
-                KeyValue::new("route", route.to_string()),
-                KeyValue::new("reason", reason.to_string()),
+                KeyValue::new("route", self.names.get(route)),
+                KeyValue::new("reason", self.names.get(reason)),
             ],
         );
     }
@@ -204,7 +217,7 @@ impl Metrics {
     /// A request shed by the concurrency limit.
     pub fn shed(&self, route: &str) {
         self.shed
-            .add(1, &[KeyValue::new("route", route.to_string())]);
+            .add(1, &[KeyValue::new("route", self.names.get(route))]);
     }
 
     /// The breaker's state now (also set at start for every route).
@@ -215,7 +228,7 @@ impl Metrics {
             CircuitState::HalfOpen => 2,
         };
         self.circuit_state
-            .record(value, &[KeyValue::new("route", route.to_string())]);
+            .record(value, &[KeyValue::new("route", self.names.get(route))]);
     }
 
     /// A breaker state change.
@@ -223,7 +236,7 @@ impl Metrics {
         self.circuit_transitions.add(
             1,
             &[
-                KeyValue::new("route", route.to_string()),
+                KeyValue::new("route", self.names.get(route)),
                 KeyValue::new("from", from.as_str()),
                 KeyValue::new("to", to.as_str()),
             ],
@@ -236,7 +249,7 @@ impl Metrics {
         self.shadow_comparisons.add(
             1,
             &[
-                KeyValue::new("route", route.to_string()),
+                KeyValue::new("route", self.names.get(route)),
                 KeyValue::new("result", result),
             ],
         );
@@ -247,8 +260,8 @@ impl Metrics {
         self.shadow_duration.record(
             took.as_secs_f64(),
             &[
-                KeyValue::new("route", route.to_string()),
-                KeyValue::new("backend", backend.to_string()),
+                KeyValue::new("route", self.names.get(route)),
+                KeyValue::new("backend", self.names.get(backend)),
             ],
         );
     }
@@ -281,5 +294,30 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.counter
             .add(-1, &[KeyValue::new("backend", self.backend)]);
+    }
+}
+
+/// Attribute values (route names, backends, methods, statuses) shared
+/// rather than copied: a few dozen distinct strings, recorded on every
+/// request, so each is allocated once and then handed out by reference
+/// count.
+#[derive(Default)]
+struct Names(RwLock<HashMap<Box<str>, StringValue>>);
+
+impl Names {
+    fn get(&self, name: &str) -> StringValue {
+        if let Some(value) = self
+            .0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+        {
+            return value.clone();
+        }
+        let mut names = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        names
+            .entry(name.into())
+            .or_insert_with(|| StringValue::from(Arc::<str>::from(name)))
+            .clone()
     }
 }

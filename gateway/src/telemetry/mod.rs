@@ -165,7 +165,9 @@ pub fn init(target: Option<&OtlpTarget>) -> anyhow::Result<TracingGuard> {
     // Log lines are events only: spans are what traces are for, and a span
     // the log layer knew of would have its fields formatted into a string
     // on every request, logged or not.
-    let log_filter = log_filter.and(tracing_subscriber::filter::filter_fn(|meta| meta.is_event()));
+    let log_filter = log_filter.and(tracing_subscriber::filter::filter_fn(|meta| {
+        meta.is_event()
+    }));
     tracing_subscriber::registry()
         .with(tracing_subscriber::fmt::layer().with_filter(log_filter))
         .with(
