@@ -2,8 +2,8 @@
 //!
 //! * [`init`] installs the `tracing` subscriber: logs, and an OpenTelemetry
 //!   layer whose spans are exported over OTLP when the standard
-//!   `OTEL_EXPORTER_OTLP_*` variables say where (off otherwise; trace ids
-//!   are still made so `traceparent` is continued and forwarded).
+//!   `OTEL_EXPORTER_OTLP_*` variables say where. Off otherwise: no spans
+//!   are built, and a client's `traceparent` is forwarded unchanged.
 //! * [`metrics::Metrics`] holds the instruments; they are exported in
 //!   Prometheus text format on the admin listener and over OTLP.
 //! * [`stats::Stats`] keeps the per-route, per-backend latency histograms
@@ -120,6 +120,19 @@ impl Drop for TracingGuard {
     }
 }
 
+/// The `log` crate's level for a tracing level hint (`None`: no limit).
+fn log_level_filter(hint: Option<tracing_subscriber::filter::LevelFilter>) -> log::LevelFilter {
+    use tracing_subscriber::filter::LevelFilter;
+    match hint {
+        Some(LevelFilter::OFF) => log::LevelFilter::Off,
+        Some(LevelFilter::ERROR) => log::LevelFilter::Error,
+        Some(LevelFilter::WARN) => log::LevelFilter::Warn,
+        Some(LevelFilter::INFO) => log::LevelFilter::Info,
+        Some(LevelFilter::DEBUG) => log::LevelFilter::Debug,
+        _ => log::LevelFilter::Trace,
+    }
+}
+
 /// Installs logging and tracing for the process (call once, from `main`
 /// or a test). Spans go to the OTLP target when there is one, through a
 /// batching processor with a bounded queue: a slow or absent collector
@@ -159,6 +172,7 @@ pub fn init(target: Option<&OtlpTarget>) -> anyhow::Result<TracingGuard> {
     // `RUST_LOG` decides what is logged; spans are exported whatever the
     // log level, so quieting logs never breaks a trace.
     let log_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let log_level = log_filter.max_level_hint();
     let span_filter = tracing_subscriber::filter::Targets::new()
         .with_target("gateway", tracing::Level::INFO)
         .with_target("spin_host", tracing::Level::INFO);
@@ -168,20 +182,51 @@ pub fn init(target: Option<&OtlpTarget>) -> anyhow::Result<TracingGuard> {
     let log_filter = log_filter.and(tracing_subscriber::filter::filter_fn(|meta| {
         meta.is_event()
     }));
+    // Spans are built only when they go somewhere: with no OTLP target
+    // there is no tracing layer, so a request's spans cost next to nothing,
+    // and a client's `traceparent` is passed upstream untouched.
+    let spans = target.map(|_| {
+        // Per span, no wall-clock reads at every poll (busy/idle times),
+        // nor thread and source-location attributes: a trace says what the
+        // request did, the rest is per-request cost.
+        tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_tracked_inactivity(false)
+            .with_threads(false)
+            .with_location(false)
+            .with_filter(span_filter)
+    });
     tracing_subscriber::registry()
         .with(tracing_subscriber::fmt::layer().with_filter(log_filter))
-        .with(
-            // Per span, no wall-clock reads at every poll (busy/idle
-            // times), nor thread and source-location attributes: a trace
-            // says what the request did, the rest is per-request cost.
-            tracing_opentelemetry::layer()
-                .with_tracer(tracer)
-                .with_tracked_inactivity(false)
-                .with_threads(false)
-                .with_location(false)
-                .with_filter(span_filter),
-        )
+        .with(spans)
         .try_init()
         .map_err(|e| anyhow::anyhow!("cannot install the tracing subscriber: {e}"))?;
+    // Records from crates that use `log` (wasmtime logs at trace level on
+    // every instantiation) are only wanted up to the log level: without
+    // this cap each one was turned into a tracing event and then filtered
+    // out, dozens per request.
+    log::set_max_level(log_level_filter(log_level));
     Ok(TracingGuard { provider })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_level_filter;
+    use tracing_subscriber::filter::LevelFilter;
+
+    #[test]
+    fn log_records_are_capped_at_the_log_level() {
+        let cases = [
+            (Some(LevelFilter::OFF), log::LevelFilter::Off),
+            (Some(LevelFilter::ERROR), log::LevelFilter::Error),
+            (Some(LevelFilter::WARN), log::LevelFilter::Warn),
+            (Some(LevelFilter::INFO), log::LevelFilter::Info),
+            (Some(LevelFilter::DEBUG), log::LevelFilter::Debug),
+            (Some(LevelFilter::TRACE), log::LevelFilter::Trace),
+            (None, log::LevelFilter::Trace),
+        ];
+        for (hint, expected) in cases {
+            assert_eq!(log_level_filter(hint), expected, "{hint:?}");
+        }
+    }
 }
