@@ -187,6 +187,9 @@ fn build_engine(config: &HostConfig) -> Result<Engine, LoadError> {
     let n = config.max_concurrent_instances.max(1);
     let mut base = Config::new();
     base.epoch_interruption(true).wasm_component_model(true);
+    if std::env::var_os("SPIN_HOST_PERFMAP").is_some() {
+        base.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     if config.compile_cache {
         // wasmtime's own on-disk cache of compiled code: a restart (or a
         // second app in the same process) skips Cranelift entirely.
