@@ -261,7 +261,7 @@ fn workers() -> usize {
 /// The current snapshot plus what is needed to replace it, and the
 /// telemetry that outlives snapshots.
 pub struct Gateway {
-    current: ArcSwap<Runtime>,
+    current: Arc<ArcSwap<Runtime>>,
     source: Option<PathBuf>,
     overrides: Overrides,
     /// Metrics, exported at `/metrics` and over OTLP.
@@ -308,8 +308,15 @@ impl Gateway {
         }
         let stats = Arc::new(Stats::default());
         let shadow = Shadow::start(metrics.clone(), stats.clone());
+        let current = Arc::new(ArcSwap::from_pointee(runtime));
+        // Whatever snapshot is current when metrics are collected.
+        let snapshots = Arc::downgrade(&current);
+        metrics.watch_pool(move || {
+            let current = snapshots.upgrade()?;
+            current.load().spin.pool_stats()
+        });
         Ok(Gateway {
-            current: ArcSwap::from_pointee(runtime),
+            current,
             source,
             overrides,
             metrics,

@@ -78,8 +78,19 @@ async fn a_route_timeout_aborts_the_guest_and_frees_its_slot() {
     })
     .await;
     let http = client();
-    let looped = http.get(format!("{}/loop", gw.base)).send().await.unwrap();
-    expect_problem(looped, 504).await;
+    let looped = tokio::spawn(http.get(format!("{}/loop", gw.base)).send());
+    // While the guest runs, the pool gauge shows its slot busy.
+    let mut seen = String::new();
+    for _ in 0..100 {
+        seen = pool_series(&http, &gw.admin).await;
+        if seen.contains("state=\"busy\"} 1") || looped.is_finished() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(seen.contains("state=\"busy\"} 1"), "{seen}");
+    assert!(seen.contains("state=\"capacity\"} 1"), "{seen}");
+    expect_problem(looped.await.unwrap().unwrap(), 504).await;
     // The abort is asynchronous (the guest stops at its next epoch tick):
     // poll, bounded far below the 60 s the guest would otherwise run.
     let mut last = 0;
@@ -92,10 +103,28 @@ async fn a_route_timeout_aborts_the_guest_and_frees_its_slot() {
             .status()
             .as_u16();
         if last == 200 {
+            let seen = pool_series(&http, &gw.admin).await;
+            assert!(seen.contains("state=\"busy\"} 0"), "{seen}");
             return;
         }
         assert_eq!(last, 503, "only a full pool may answer /ok");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("/ok still gets {last}: the timed-out guest kept its slot");
+}
+
+/// The `gateway_wasm_instances` lines of the admin `/metrics`.
+async fn pool_series(http: &reqwest::Client, admin: &str) -> String {
+    let text = http
+        .get(format!("{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("gateway_wasm_instances"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }

@@ -51,6 +51,14 @@ pub enum SpinBackend {
 }
 
 impl SpinBackend {
+    /// The embedded host's instance slots (`None` for an external Spin).
+    pub fn pool_stats(&self) -> Option<spin_host::PoolStats> {
+        match self {
+            SpinBackend::Embedded(app) => Some(app.pool_stats()),
+            SpinBackend::External(_) => None,
+        }
+    }
+
     /// `spin-embedded` or `spin-external`: the value of `x-gateway-backend`
     /// and of the `gateway.backend` telemetry attribute.
     pub fn label(&self) -> &'static str {

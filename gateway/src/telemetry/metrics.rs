@@ -20,6 +20,7 @@ use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 
 use super::OtlpTarget;
 use crate::fallback::circuit::CircuitState;
+use spin_host::PoolStats;
 
 /// Latency buckets in seconds: 100 µs to 30 s, dense where Wasm and native
 /// differ (sub-millisecond to tens of milliseconds).
@@ -31,6 +32,8 @@ const LATENCY_BUCKETS: [f64; 18] = [
 /// The instruments, and the registry `/metrics` renders.
 pub struct Metrics {
     names: Names,
+    /// The embedded host's instance-pool gauge, once a source is attached.
+    pool: std::sync::OnceLock<opentelemetry::metrics::ObservableGauge<i64>>,
     provider: SdkMeterProvider,
     registry: prometheus::Registry,
     request_duration: Histogram<f64>,
@@ -106,6 +109,7 @@ impl Metrics {
         };
         Ok(Metrics {
             names: Names::default(),
+            pool: std::sync::OnceLock::new(),
             request_duration: seconds(
                 "gateway.request.duration",
                 "Time to answer a public request, by route, backend and status",
@@ -274,6 +278,37 @@ impl Metrics {
             counter: self.in_flight.clone(),
             backend,
         }
+    }
+
+    /// Reports the embedded host's instance slots as
+    /// `gateway.wasm.instances{state="busy"|"idle"|"capacity"}`, read from
+    /// `source` at every collection (a Prometheus scrape, an OTLP export):
+    /// busy near capacity means `[spin] max_instances` is what sheds. No
+    /// series while `source` gives `None` (an external Spin). Only the
+    /// first source attached counts.
+    pub fn watch_pool(&self, source: impl Fn() -> Option<PoolStats> + Send + Sync + 'static) {
+        self.pool.get_or_init(|| {
+            self.provider
+                .meter("gateway")
+                .i64_observable_gauge("gateway.wasm.instances")
+                .with_description(
+                    "Embedded host instance slots: busy (running a request), idle (warm, kept \
+                     for reuse) and capacity ([spin] max_instances)",
+                )
+                .with_callback(move |observer| {
+                    if let Some(stats) = source() {
+                        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+                        for (state, n) in [
+                            ("busy", stats.busy),
+                            ("idle", stats.idle),
+                            ("capacity", stats.capacity),
+                        ] {
+                            observer.observe(count(n), &[KeyValue::new("state", state)]);
+                        }
+                    }
+                })
+                .build()
+        });
     }
 
     /// Flushes OTLP metrics (at shutdown).
