@@ -82,7 +82,7 @@ async fn a_route_timeout_aborts_the_guest_and_frees_its_slot() {
     // While the guest runs, the pool gauge shows its slot busy.
     let mut seen = String::new();
     for _ in 0..100 {
-        seen = pool_series(&http, &gw.admin).await;
+        seen = pool_series(&gw.admin).await;
         if seen.contains("state=\"busy\"} 1") || looped.is_finished() {
             break;
         }
@@ -103,7 +103,7 @@ async fn a_route_timeout_aborts_the_guest_and_frees_its_slot() {
             .status()
             .as_u16();
         if last == 200 {
-            let seen = pool_series(&http, &gw.admin).await;
+            let seen = pool_series(&gw.admin).await;
             assert!(seen.contains("state=\"busy\"} 0"), "{seen}");
             return;
         }
@@ -114,15 +114,8 @@ async fn a_route_timeout_aborts_the_guest_and_frees_its_slot() {
 }
 
 /// The `gateway_wasm_instances` lines of the admin `/metrics`.
-async fn pool_series(http: &reqwest::Client, admin: &str) -> String {
-    let text = http
-        .get(format!("{admin}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+async fn pool_series(admin: &str) -> String {
+    let text = common::admin_metrics(admin).await;
     text.lines()
         .filter(|l| l.starts_with("gateway_wasm_instances"))
         .collect::<Vec<_>>()

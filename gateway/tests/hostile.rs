@@ -131,6 +131,19 @@ async fn start_with(mode: Mode, config_text: String) -> Hostile {
 }
 
 impl Hostile {
+    /// A client that declares a `declared`-byte JSON body for `POST path`,
+    /// sends one byte of it and stalls, holding whatever the request was
+    /// admitted with until the body timeout answers it `408`.
+    async fn stalled_upload(&self, path: &str, declared: usize) -> TcpStream {
+        let mut stream = self.connect().await;
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
+             Content-Length: {declared}\r\n\r\n{{"
+        );
+        stream.write_all(head.as_bytes()).await.expect("write");
+        stream
+    }
+
     /// Nothing was stored by whatever the test sent.
     async fn assert_nothing_stored(&self) {
         let listed = client()
@@ -831,16 +844,8 @@ async fn client_errors_while_streaming_do_not_open_the_circuit() {
 async fn the_in_flight_limit_sheds_with_503() {
     let gw = start_with(Mode::Embedded, config("max_in_flight = 1")).await;
     // One request in flight: a slow upload holding its slot.
-    let mut holder = gw.connect().await;
-    holder
-        .write_all(
-            b"POST /items HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
-              Content-Length: 100\r\n\r\n{",
-        )
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let answer = gw.exchange(&get("/items")).await;
+    let mut holder = gw.stalled_upload("/items", 100).await;
+    let answer = until_status(&gw, &get("/items"), 503).await;
     let problem = answer.problem(503, "second request");
     assert_eq!(answer.header("retry-after").as_deref(), Some("1"));
     assert_eq!(
@@ -925,14 +930,7 @@ async fn until_status(gw: &Hostile, raw: &[u8], status: u16) -> Raw {
 #[tokio::test]
 async fn a_route_in_flight_limit_sheds_that_route_only() {
     let gw = start_with(Mode::Embedded, validate_route_with("max_in_flight = 1")).await;
-    let mut holder = gw.connect().await;
-    holder
-        .write_all(
-            b"POST /validate HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
-              Content-Length: 100\r\n\r\n{",
-        )
-        .await
-        .unwrap();
+    let mut holder = gw.stalled_upload("/validate", 100).await;
     let second = request(
         "POST",
         "/validate",
@@ -966,14 +964,7 @@ async fn a_route_byte_budget_sheds_that_route_only() {
         validate_route_with("max_buffered_bytes = 4096"),
     )
     .await;
-    let mut holder = gw.connect().await;
-    holder
-        .write_all(
-            b"POST /validate HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
-              Content-Length: 3000\r\n\r\n{",
-        )
-        .await
-        .unwrap();
+    let mut holder = gw.stalled_upload("/validate", 3000).await;
     let padded = |prefix: &str, suffix: &str| {
         let mut body = prefix.to_string();
         body.push_str(&" ".repeat(2000 - prefix.len() - suffix.len()));

@@ -91,13 +91,7 @@ async fn drive_both_backends(gw: &TestGateway, rounds: usize) {
 }
 
 async fn fetch_metrics(gw: &TestGateway) -> String {
-    let response = client()
-        .get(format!("{}/metrics", gw.admin))
-        .send()
-        .await
-        .expect("GET /metrics");
-    assert_eq!(response.status(), 200, "/metrics");
-    response.text().await.expect("/metrics body")
+    common::admin_metrics(&gw.admin).await
 }
 
 /// Metric families in a Prometheus text exposition: name -> type, from the

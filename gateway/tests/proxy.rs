@@ -166,14 +166,7 @@ async fn reserved_headers_do_not_cross_the_proxy() {
     );
 
     // A forged fallback reason must not reach the metrics either.
-    let metrics = client()
-        .get(format!("{}/metrics", gw.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::admin_metrics(&gw.admin).await;
     assert!(!metrics.contains("forged-reason"), "{metrics}");
 }
 

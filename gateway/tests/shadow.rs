@@ -52,14 +52,7 @@ async fn shadow_counts(gw: &TestGateway, done: impl Fn(&Value) -> bool) -> Value
 }
 
 async fn metrics(gw: &TestGateway) -> String {
-    client()
-        .get(format!("{}/metrics", gw.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    common::admin_metrics(&gw.admin).await
 }
 
 #[tokio::test]

@@ -413,14 +413,7 @@ async fn a_collector_that_is_down_costs_requests_nothing() {
     };
     let mut seen = 0.0;
     for _ in 0..300 {
-        let text = client()
-            .get(format!("{}/metrics", gw.admin))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = common::admin_metrics(&gw.admin).await;
         seen = failed(&text);
         if seen > 0.0 {
             break;

@@ -35,7 +35,7 @@ use crate::problem::{self, Problem, ProblemResponse};
 use crate::proxy;
 use crate::routing::{self, Match};
 use crate::runtime::Gateway;
-use crate::runtime::Runtime;
+use crate::runtime::{RouteRuntime, Runtime};
 use crate::shadow;
 use crate::spin::RequestBody;
 use crate::telemetry::propagation;
@@ -244,28 +244,41 @@ async fn route_request(
         Ok(permit) => permit,
         Err(busy) => return (busy.response(), None),
     };
+    let admitted = Admitted {
+        route,
+        index,
+        started,
+    };
     let response = admitted_request(
-        gateway, runtime, admission, index, params, client, request, started,
+        gateway, runtime, admission, admitted, params, client, request,
     )
     .await;
     (response, Some(route_permit))
 }
 
+/// A request its route has let in.
+struct Admitted<'a> {
+    route: &'a RouteRuntime,
+    /// The route's position in the snapshot (for the shadow queue).
+    index: usize,
+    started: Instant,
+}
+
 /// [`route_request`] once the route has admitted the request.
-#[allow(clippy::too_many_arguments)]
 async fn admitted_request(
     gateway: &Arc<Gateway>,
     runtime: &Arc<Runtime>,
     admission: &Admission,
-    index: usize,
+    admitted: Admitted<'_>,
     params: Vec<(String, String)>,
     client: SocketAddr,
     request: Request,
-    started: Instant,
 ) -> Response {
-    let Some(route) = runtime.routes.get(index) else {
-        return ProblemResponse(problem::not_found(request.uri().path())).into_response();
-    };
+    let Admitted {
+        route,
+        index,
+        started,
+    } = admitted;
     let config = &route.config;
     let (mut parts, body) = request.into_parts();
     let declared = parts

@@ -15,6 +15,17 @@ use gateway::server;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 
+/// The Prometheus text of the admin listener at `admin` (`http://host:port`).
+pub async fn admin_metrics(admin: &str) -> String {
+    let response = client()
+        .get(format!("{admin}/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics");
+    assert_eq!(response.status(), 200, "/metrics");
+    response.text().await.expect("/metrics body")
+}
+
 /// The repository root (the gateway crate lives in `gateway/`).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
