@@ -127,18 +127,7 @@ async fn reserved_headers_do_not_cross_the_proxy() {
         ..Options::default()
     })
     .await;
-    let response = client()
-        .get(format!("{}/echo", gw.base))
-        .header("spin-path-info", "/../admin")
-        .header("Spin-Client-Addr", "10.9.8.7:1")
-        .header("spin-path-match-id", "7")
-        .header("spin-full-url", "http://evil.example/")
-        .header("x-gateway-backend", "native")
-        .header("x-gateway-debug", "1")
-        .header("spinach", "not reserved")
-        .send()
-        .await
-        .unwrap();
+    let response = get_with_forged_headers(&format!("{}/echo", gw.base)).await;
     assert_eq!(response.status(), 200);
 
     let seen = fake.last_headers();
@@ -168,6 +157,23 @@ async fn reserved_headers_do_not_cross_the_proxy() {
     // A forged fallback reason must not reach the metrics either.
     let metrics = common::admin_metrics(&gw.admin).await;
     assert!(!metrics.contains("forged-reason"), "{metrics}");
+}
+
+/// `GET url` with a client's attempt at Spin's and the gateway's reserved
+/// headers (mixed case included), and one harmless look-alike.
+async fn get_with_forged_headers(url: &str) -> reqwest::Response {
+    client()
+        .get(url)
+        .header("spin-path-info", "/../admin")
+        .header("Spin-Client-Addr", "10.9.8.7:1")
+        .header("spin-path-match-id", "7")
+        .header("spin-full-url", "http://evil.example/")
+        .header("x-gateway-backend", "native")
+        .header("x-gateway-debug", "1")
+        .header("spinach", "not reserved")
+        .send()
+        .await
+        .unwrap()
 }
 
 async fn raw_exchange(base: &str, request: &str) -> String {
@@ -321,16 +327,7 @@ async fn reserved_headers_never_reach_an_embedded_component() {
         ..Options::default()
     })
     .await;
-    let response = client()
-        .get(format!("{}/headers", gw.base))
-        .header("spin-path-info", "/../admin")
-        .header("spin-client-addr", "10.9.8.7:1")
-        .header("x-gateway-backend", "native")
-        .header("x-gateway-debug", "1")
-        .header("spinach", "not reserved")
-        .send()
-        .await
-        .unwrap();
+    let response = get_with_forged_headers(&format!("{}/headers", gw.base)).await;
     assert_eq!(response.status(), 200);
     let seen = response.text().await.unwrap();
     let lines: Vec<&str> = seen.lines().collect();
