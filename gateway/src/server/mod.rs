@@ -136,8 +136,6 @@ async fn handle(
         (Match::Route { index, params }, None) => {
             // Boxed, so the handler's own future stays small (it is moved
             // into axum's box and through the layers).
-            // Boxed, so the handler's own future stays small (it is moved
-            // into axum's box and through the layers).
             let (response, route_permit) = Box::pin(
                 route_request(
                     &gateway, &runtime, &admission, index, params, client, request,
