@@ -196,11 +196,15 @@ pub fn init(target: Option<&OtlpTarget>) -> anyhow::Result<TracingGuard> {
             .with_location(false)
             .with_filter(span_filter)
     });
-    tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_filter(log_filter))
-        .with(spans)
-        .try_init()
-        .map_err(|e| anyhow::anyhow!("cannot install the tracing subscriber: {e}"))?;
+    // Not `.with(Option<layer>)`: an absent layer would count as one that
+    // wants every span and event, and every span would be built.
+    let logs = tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_filter(log_filter));
+    match spans {
+        Some(spans) => logs.with(spans).try_init(),
+        None => logs.try_init(),
+    }
+    .map_err(|e| anyhow::anyhow!("cannot install the tracing subscriber: {e}"))?;
     // Records from crates that use `log` (wasmtime logs at trace level on
     // every instantiation) are only wanted up to the log level: without
     // this cap each one was turned into a tracing event and then filtered
