@@ -90,6 +90,10 @@ async fn a_route_timeout_aborts_the_guest_and_frees_its_slot() {
     }
     assert!(seen.contains("state=\"busy\"} 1"), "{seen}");
     assert!(seen.contains("state=\"capacity\"} 1"), "{seen}");
+    assert!(
+        seen.contains("gateway_in_flight_requests{backend=\"spin-embedded\"} 1"),
+        "{seen}"
+    );
     expect_problem(looped.await.unwrap().unwrap(), 504).await;
     // The abort is asynchronous (the guest stops at its next epoch tick):
     // poll, bounded far below the 60 s the guest would otherwise run.
@@ -105,6 +109,10 @@ async fn a_route_timeout_aborts_the_guest_and_frees_its_slot() {
         if last == 200 {
             let seen = pool_series(&gw.admin).await;
             assert!(seen.contains("state=\"busy\"} 0"), "{seen}");
+            assert!(
+                seen.contains("gateway_in_flight_requests{backend=\"spin-embedded\"} 0"),
+                "{seen}"
+            );
             return;
         }
         assert_eq!(last, 503, "only a full pool may answer /ok");
@@ -113,11 +121,14 @@ async fn a_route_timeout_aborts_the_guest_and_frees_its_slot() {
     panic!("/ok still gets {last}: the timed-out guest kept its slot");
 }
 
-/// The `gateway_wasm_instances` lines of the admin `/metrics`.
+/// The `gateway_wasm_instances` and `gateway_in_flight_requests` lines of
+/// the admin `/metrics`.
 async fn pool_series(admin: &str) -> String {
     let text = common::admin_metrics(admin).await;
     text.lines()
-        .filter(|l| l.starts_with("gateway_wasm_instances"))
+        .filter(|l| {
+            l.starts_with("gateway_wasm_instances") || l.starts_with("gateway_in_flight_requests")
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }

@@ -285,14 +285,23 @@ pub async fn call_spin(
     policy.budget.deposit();
 
     let may_retry = route.retry.attempts > 0 && is_idempotent(&parts.method);
-    let mut backoff = ExponentialBackoffMaker::new(
-        route.retry.backoff,
-        route.retry.backoff * 16,
-        0.5,
-        HasherRng::default(),
-    )
-    .ok()
-    .map(|mut maker| maker.make_backoff());
+    let mut backoff = may_retry
+        .then(|| {
+            ExponentialBackoffMaker::new(
+                route.retry.backoff,
+                route.retry.backoff * 16,
+                0.5,
+                HasherRng::default(),
+            )
+            .ok()
+            .map(|mut maker| maker.make_backoff())
+        })
+        .flatten();
+    // Read after a failure, to tell the client's faults from Spin's.
+    let watch = crate::server::admission::body_watch(&parts);
+    // An attempt that may be retried sends a copy of the head; the last
+    // possible one sends the head itself.
+    let mut parts = Some(parts);
     let mut retries_left = route.retry.attempts;
     // A streaming body can be sent once; a buffered one as often as needed.
     let (buffered, mut streaming) = match body {
@@ -328,15 +337,17 @@ pub async fn call_spin(
         let _in_flight = backends.metrics.in_flight(spin.label());
         // Boxed: the host's call is a large future, and kept inline it
         // would be copied along with every future that holds this one.
+        let head = if may_retry {
+            parts.as_ref().map(clone_parts)
+        } else {
+            parts.take()
+        };
+        let Some(head) = head else {
+            return Err(Failure::Io("the request head was already sent".into()));
+        };
         let call = Box::pin(
-            spin.call(
-                clone_parts(&parts),
-                this_body,
-                spin_path,
-                client,
-                route.timeout,
-            )
-            .instrument(span.clone()),
+            spin.call(head, this_body, spin_path, client, route.timeout)
+                .instrument(span.clone()),
         );
         let outcome = tokio::time::timeout(route.timeout, call).await;
         match &outcome {
@@ -390,7 +401,7 @@ pub async fn call_spin(
         // 4xx, and leave the breaker and the retries out of it (the attempt
         // is dropped unrecorded).
         let timed_out = matches!(failure, Failure::Timeout(_));
-        if let Some(fault) = crate::server::admission::client_fault(&parts, timed_out) {
+        if let Some(fault) = crate::server::admission::client_fault(watch.as_deref(), timed_out) {
             tracing::debug!(route = %route.name, ?failure, "client-side failure: {fault}");
             drop(attempt);
             return Ok(fault.response());

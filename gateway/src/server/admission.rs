@@ -422,13 +422,18 @@ impl BodyWatch {
     }
 }
 
+/// The watch the public handler put on a streamed request body, if any.
+pub fn body_watch(parts: &http::request::Parts) -> Option<Arc<BodyWatch>> {
+    parts.extensions.get::<Arc<BodyWatch>>().cloned()
+}
+
 /// When a Spin call failed (5xx, broken exchange, timeout), whether the
 /// client is to blame: its body broke off, passed a limit or stalled, or was
 /// still arriving when the route's timeout ran out. Spin cannot be blamed for
 /// not answering a request it never received in full. `None` when the body
 /// arrived in full (or was buffered before the call).
-pub fn client_fault(parts: &http::request::Parts, spin_timed_out: bool) -> Option<BodyError> {
-    let watch = parts.extensions.get::<Arc<BodyWatch>>()?;
+pub fn client_fault(watch: Option<&BodyWatch>, spin_timed_out: bool) -> Option<BodyError> {
+    let watch = watch?;
     match watch.state.load(Ordering::Acquire) {
         FAILED => watch.error.lock().ok().and_then(|e| e.clone()),
         READING if spin_timed_out => Some(BodyError::Timeout {
@@ -684,7 +689,7 @@ mod tests {
             request.into_parts().0
         };
         assert_eq!(
-            client_fault(&parts, true),
+            client_fault(body_watch(&parts).as_deref(), true),
             None,
             "a slow Spin is Spin's fault"
         );

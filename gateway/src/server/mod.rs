@@ -189,13 +189,9 @@ async fn handle(
         headers.insert(fallback::FALLBACK_HEADER, HeaderValue::from_static(reason));
     }
     let route_name = route.map_or("unmatched", |r| r.config.name.as_str());
-    gateway.metrics.request(
-        route_name,
-        answered.backend,
-        method.as_str(),
-        status.as_u16(),
-        took,
-    );
+    gateway
+        .metrics
+        .request(route_name, answered.backend, &method, status, took);
     gateway.stats.request(route_name, answered.backend, took);
     if let Some(reason) = answered.fallback {
         span.record("gateway.fallback.reason", reason);

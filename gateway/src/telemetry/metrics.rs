@@ -10,10 +10,11 @@
 use std::time::Duration;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use http::StatusCode;
-use opentelemetry::metrics::{Counter, Gauge, Histogram, MeterProvider as _, UpDownCounter};
+use opentelemetry::metrics::{Counter, Gauge, Histogram, MeterProvider as _};
 use opentelemetry::{KeyValue, StringValue};
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
@@ -46,7 +47,8 @@ pub struct Metrics {
     circuit_transitions: Counter<u64>,
     shadow_comparisons: Counter<u64>,
     circuit_state: Gauge<i64>,
-    in_flight: UpDownCounter<i64>,
+    in_flight: Arc<InFlightCounts>,
+    _in_flight_gauge: opentelemetry::metrics::ObservableUpDownCounter<i64>,
 }
 
 impl Metrics {
@@ -99,6 +101,7 @@ impl Metrics {
                 );
             })
             .build();
+        let in_flight = Arc::new(InFlightCounts::default());
         let seconds = |name: &'static str, description: &'static str| {
             meter
                 .f64_histogram(name)
@@ -152,10 +155,15 @@ impl Metrics {
                 .i64_gauge("gateway.circuit.state")
                 .with_description("Circuit breaker state: 0 closed, 1 open, 2 half-open")
                 .build(),
-            in_flight: meter
-                .i64_up_down_counter("gateway.in_flight.requests")
-                .with_description("Requests in flight, by backend")
-                .build(),
+            _in_flight_gauge: {
+                let counts = in_flight.clone();
+                meter
+                    .i64_observable_up_down_counter("gateway.in_flight.requests")
+                    .with_description("Requests in flight, by backend")
+                    .with_callback(move |observer| counts.observe(observer))
+                    .build()
+            },
+            in_flight,
             provider,
             registry,
         })
@@ -170,21 +178,29 @@ impl Metrics {
     }
 
     /// One answered public request.
-    pub fn request(&self, route: &str, backend: &str, method: &str, status: u16, took: Duration) {
+    pub fn request(
+        &self,
+        route: &str,
+        backend: &'static str,
+        method: &http::Method,
+        status: StatusCode,
+        took: Duration,
+    ) {
+        let method = match *method {
+            http::Method::GET => StringValue::from("GET"),
+            http::Method::POST => StringValue::from("POST"),
+            http::Method::PUT => StringValue::from("PUT"),
+            http::Method::PATCH => StringValue::from("PATCH"),
+            http::Method::DELETE => StringValue::from("DELETE"),
+            ref other => self.names.get(other.as_str()),
+        };
         self.request_duration.record(
             took.as_secs_f64(),
             &[
                 KeyValue::new("route", self.names.get(route)),
-                KeyValue::new("backend", self.names.get(backend)),
-                KeyValue::new("method", self.names.get(method)),
-                KeyValue::new(
-                    "status",
-                    self.names.get(
-                        StatusCode::from_u16(status)
-                            .as_ref()
-                            .map_or("unknown", |s| s.as_str()),
-                    ),
-                ),
+                KeyValue::new("backend", backend),
+                KeyValue::new("method", method),
+                KeyValue::new("status", self.names.get(status.as_str())),
             ],
         );
     }
@@ -270,14 +286,13 @@ impl Metrics {
         );
     }
 
-    /// Counts a request in flight on `backend` until the guard drops.
-    pub fn in_flight(&self, backend: &'static str) -> InFlight {
-        let attrs = [KeyValue::new("backend", backend)];
-        self.in_flight.add(1, &attrs);
-        InFlight {
-            counter: self.in_flight.clone(),
-            backend,
-        }
+    /// Counts a request in flight on `backend` until the guard drops. An
+    /// atomic, read when metrics are collected: a level needs no
+    /// measurement per request.
+    pub fn in_flight(&self, backend: &'static str) -> InFlight<'_> {
+        let count = self.in_flight.count(backend);
+        count.fetch_add(1, Ordering::Relaxed);
+        InFlight { count }
     }
 
     /// Reports the embedded host's instance slots as
@@ -319,16 +334,60 @@ impl Metrics {
     }
 }
 
-/// Decrements the in-flight gauge when dropped.
-pub struct InFlight {
-    counter: UpDownCounter<i64>,
-    backend: &'static str,
+/// Requests in flight per backend. A backend's series appears once it has
+/// served a request.
+#[derive(Default)]
+struct InFlightCounts {
+    embedded: AtomicI64,
+    external: AtomicI64,
+    native: AtomicI64,
+    /// Backends that have been counted (bit per backend).
+    seen: AtomicU8,
 }
 
-impl Drop for InFlight {
+impl InFlightCounts {
+    const BACKENDS: [&'static str; 3] = ["spin-embedded", "spin-external", "native"];
+
+    fn index(backend: &str) -> usize {
+        Self::BACKENDS
+            .iter()
+            .position(|b| *b == backend)
+            .unwrap_or(2)
+    }
+
+    fn slot(&self, index: usize) -> &AtomicI64 {
+        match index {
+            0 => &self.embedded,
+            1 => &self.external,
+            _ => &self.native,
+        }
+    }
+
+    fn count(&self, backend: &str) -> &AtomicI64 {
+        let index = Self::index(backend);
+        self.seen.fetch_or(1 << index, Ordering::Relaxed);
+        self.slot(index)
+    }
+
+    fn observe(&self, observer: &dyn opentelemetry::metrics::AsyncInstrument<i64>) {
+        let seen = self.seen.load(Ordering::Relaxed);
+        for (index, backend) in Self::BACKENDS.iter().enumerate() {
+            if seen & (1 << index) != 0 {
+                let value = self.slot(index).load(Ordering::Relaxed);
+                observer.observe(value, &[KeyValue::new("backend", *backend)]);
+            }
+        }
+    }
+}
+
+/// Decrements the in-flight count when dropped.
+pub struct InFlight<'a> {
+    count: &'a AtomicI64,
+}
+
+impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.counter
-            .add(-1, &[KeyValue::new("backend", self.backend)]);
+        self.count.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
