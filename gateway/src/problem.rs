@@ -72,3 +72,16 @@ pub fn invalid_path_param(name: &str, reason: crate::routing::params::Unsafe) ->
     .with_type("https://items.example/problems/invalid-path-parameter")
     .with("parameter", serde_json::json!(name))
 }
+
+/// An error and its sources on one line, for a problem's `detail` (hyper's
+/// top-level message alone says little: "client error (Connect)").
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

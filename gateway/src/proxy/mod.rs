@@ -122,12 +122,12 @@ impl ExternalSpin {
             if e.is_connect() {
                 ProxyError::Connect {
                     upstream: self.upstream.clone(),
-                    message: error_chain(&e),
+                    message: crate::problem::error_chain(&e),
                 }
             } else {
                 ProxyError::Io {
                     upstream: self.upstream.clone(),
-                    message: error_chain(&e),
+                    message: crate::problem::error_chain(&e),
                 }
             }
         })?;
@@ -145,21 +145,9 @@ impl ExternalSpin {
             .map_err(|e| e.to_string())?;
         match tokio::time::timeout(timeout, self.client.request(request)).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(error_chain(&e)),
+            Ok(Err(e)) => Err(crate::problem::error_chain(&e)),
             Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
         }
     }
 }
 
-/// An error and its sources on one line (hyper's top-level message alone
-/// says little: "client error (Connect)").
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}

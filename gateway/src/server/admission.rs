@@ -372,18 +372,6 @@ impl BodyError {
     }
 }
 
-/// An error and its sources on one line.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
-
 /// `503` + `Retry-After: 1` for the gateway's own overload.
 fn busy(problem: Problem) -> Response {
     let mut response = ProblemResponse(problem).into_response();
@@ -548,7 +536,7 @@ impl HttpBody for AdmittedBody {
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
-                let reason = error_chain(&e);
+                let reason = crate::problem::error_chain(&e);
                 this.fail(BodyError::Read(reason))
             }
             Poll::Ready(None) => {
