@@ -98,24 +98,17 @@ fn validate_latency(r: &Report, area: &Area<'_>) -> Result<()> {
     ];
     for (i, (label, value)) in series.into_iter().enumerate() {
         let color = COLORS[i];
-        let points: Vec<(f64, f64)> = rows
+        let points = rows
             .iter()
             .map(|r| (f64::from(r.items), value(r)))
             .collect();
-        chart
-            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-            .map_err(plot_error)?
-            .label(label)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
-        chart
-            .draw_series(
-                points
-                    .into_iter()
-                    .map(|p| Circle::new(p, 4, color.filled())),
-            )
-            .map_err(plot_error)?;
+        line_with_points(
+            &mut chart,
+            points,
+            color,
+            color.stroke_width(2),
+            Some(label),
+        )?;
     }
     legend(&mut chart, SeriesLabelPosition::UpperLeft)
 }
@@ -152,24 +145,17 @@ fn validate_ratio(r: &Report, area: &Area<'_>) -> Result<()> {
     ];
     for (i, (label, value)) in series.into_iter().enumerate() {
         let color = COLORS[i + 1];
-        let points: Vec<(f64, f64)> = rows
+        let points = rows
             .iter()
             .map(|r| (f64::from(r.items), value(r)))
             .collect();
-        chart
-            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-            .map_err(plot_error)?
-            .label(label)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
-        chart
-            .draw_series(
-                points
-                    .into_iter()
-                    .map(|p| Circle::new(p, 4, color.filled())),
-            )
-            .map_err(plot_error)?;
+        line_with_points(
+            &mut chart,
+            points,
+            color,
+            color.stroke_width(2),
+            Some(label),
+        )?;
     }
     let gray = RGBColor(120, 120, 120);
     chart
@@ -272,7 +258,7 @@ fn gateway_overhead(r: &Report, area: &Area<'_>) -> Result<()> {
         for (side, via) in [("serve-spin", false), ("via gateway", true)] {
             let color = COLORS[i % COLORS.len()];
             i += 1;
-            let points: Vec<(f64, f64)> = selected
+            let points = selected
                 .iter()
                 .map(|r| {
                     let s = if via { &r.via_gateway } else { &r.direct };
@@ -284,18 +270,8 @@ fn gateway_overhead(r: &Report, area: &Area<'_>) -> Result<()> {
             } else {
                 color.stroke_width(1)
             };
-            chart
-                .draw_series(LineSeries::new(points.clone(), style))
-                .map_err(plot_error)?
-                .label(format!("{workload}, {side}"))
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
-            chart
-                .draw_series(
-                    points
-                        .into_iter()
-                        .map(|p| Circle::new(p, 4, color.filled())),
-                )
-                .map_err(plot_error)?;
+            let label = format!("{workload}, {side}");
+            line_with_points(&mut chart, points, color, style, Some(&label))?;
         }
     }
     legend(&mut chart, SeriesLabelPosition::LowerRight)
@@ -328,9 +304,29 @@ fn rss(r: &Report, area: &Area<'_>) -> Result<()> {
         .map_err(plot_error)?;
     let points: Vec<(f64, f64)> = samples.iter().map(|s| (s.requests as f64, s.mib)).collect();
     let color = COLORS[0];
-    chart
-        .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+    line_with_points(&mut chart, points, color, color.stroke_width(2), None)
+}
+
+/// A line through `points` in `style` with a `color` dot at each, in the
+/// legend when it has a `label`.
+fn line_with_points<'a, X, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+    points: Vec<(f64, f64)>,
+    color: RGBColor,
+    style: ShapeStyle,
+    label: Option<&str>,
+) -> Result<()>
+where
+    X: plotters::coord::ranged1d::Ranged<ValueType = f64>,
+    Y: plotters::coord::ranged1d::Ranged<ValueType = f64>,
+{
+    let line = chart
+        .draw_series(LineSeries::new(points.clone(), style))
         .map_err(plot_error)?;
+    if let Some(label) = label {
+        line.label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+    }
     chart
         .draw_series(
             points
