@@ -55,14 +55,7 @@ async fn seed_example_requests_work() {
         .await
         .unwrap();
     expect_problem(again, 409).await;
-    let items: Value = http
-        .get(format!("{}/items", gw.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let items: Value = common::get_json(&format!("{}/items", gw.base)).await;
     assert_eq!(items[0]["name"], "Item1");
 
     let missing = http
@@ -126,14 +119,7 @@ async fn server_assigns_ids_and_pagination_follows_link() {
     assert_eq!(pages, 3);
 
     // Tag filter, combined with the cursor.
-    let odd: Vec<Value> = http
-        .get(format!("{}/items?tag=odd", gw.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let odd: Vec<Value> = common::get_json(&format!("{}/items?tag=odd", gw.base)).await;
     let odd_ids: Vec<u64> = odd.iter().map(|i| i["id"].as_u64().unwrap()).collect();
     assert_eq!(odd_ids, vec![2, 4, 6]);
     let page = http
@@ -150,14 +136,7 @@ async fn server_assigns_ids_and_pagination_follows_link() {
     assert_eq!(after.len(), 2);
     let ids: Vec<u64> = after.iter().map(|i| i["id"].as_u64().unwrap()).collect();
     assert_eq!(ids, vec![1, 3]);
-    let rest: Vec<Value> = http
-        .get(format!("{}/items?tag=even&after=3", gw.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rest: Vec<Value> = common::get_json(&format!("{}/items?tag=even&after=3", gw.base)).await;
     let ids: Vec<u64> = rest.iter().map(|i| i["id"].as_u64().unwrap()).collect();
     assert_eq!(ids, vec![5, 7]);
 
@@ -298,14 +277,7 @@ async fn signed_items_are_verified_on_create() {
 #[tokio::test]
 async fn healthz_lists_components() {
     let gw = start().await;
-    let body: Value = client()
-        .get(format!("{}/healthz", gw.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: Value = common::get_json(&format!("{}/healthz", gw.base)).await;
     assert_eq!(body["status"], "ok");
     let components: Vec<&str> = body["components"]
         .as_array()

@@ -79,14 +79,7 @@ async fn exit_status(child: &mut Child) -> Option<std::process::ExitStatus> {
 
 /// `(generation, reloads_failed)` from `/admin/config`.
 async fn reloads(gw: &Running) -> (u64, u64) {
-    let config: serde_json::Value = client()
-        .get(format!("{}/admin/config", gw.admin))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let config: serde_json::Value = common::get_json(&format!("{}/admin/config", gw.admin)).await;
     (
         config["generation"].as_u64().expect("generation"),
         config["reloads_failed"].as_u64().expect("reloads_failed"),
@@ -182,14 +175,7 @@ async fn manifest_flag_serves_the_built_in_routes_in_process() {
         .unwrap();
     assert_eq!(created.status(), 201);
     assert_eq!(created.headers()["x-gateway-backend"], "spin-embedded");
-    let listed: serde_json::Value = client()
-        .get(format!("{}/items", gw.public))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: serde_json::Value = common::get_json(&format!("{}/items", gw.public)).await;
     assert_eq!(listed[0]["name"], "Item1");
     assert!(
         dir.path().join("default.db").exists(),

@@ -30,14 +30,7 @@ async fn create_unnumbered(gw: &TestGateway, name: &str) -> u64 {
 }
 
 async fn all_ids(gw: &TestGateway) -> Vec<u64> {
-    let items: Vec<Value> = client()
-        .get(format!("{}/items?limit=1000", gw.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let items: Vec<Value> = common::get_json(&format!("{}/items?limit=1000", gw.base)).await;
     items.iter().filter_map(|i| i["id"].as_u64()).collect()
 }
 

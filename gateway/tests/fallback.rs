@@ -324,14 +324,7 @@ async fn the_circuit_opens_sends_auto_to_native_then_half_opens_and_closes() {
         problem["detail"].as_str().unwrap().contains("circuit"),
         "{problem}"
     );
-    let ready: serde_json::Value = client()
-        .get(format!("{}/readyz", gw.admin))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: serde_json::Value = common::get_json(&format!("{}/readyz", gw.admin)).await;
     let circuit_of = |name: &str| {
         ready["routes"]
             .as_array()

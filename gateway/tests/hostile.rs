@@ -814,14 +814,7 @@ async fn client_errors_while_streaming_do_not_open_the_circuit() {
         let answer = gw.exchange(&raw).await;
         answer.problem(413, &format!("oversized upload {i}"));
     }
-    let ready: Value = client()
-        .get(format!("{}/readyz", gw.admin))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: Value = common::get_json(&format!("{}/readyz", gw.admin)).await;
     let create = ready["routes"]
         .as_array()
         .and_then(|r| r.iter().find(|r| r["route"] == "create"))

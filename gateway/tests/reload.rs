@@ -119,14 +119,7 @@ async fn reload_applies_good_files_and_keeps_running_on_bad_ones() {
     );
 
     // The admin view shows what runs.
-    let shown: serde_json::Value = http
-        .get(format!("{}/admin/config", gw.admin))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let shown: serde_json::Value = common::get_json(&format!("{}/admin/config", gw.admin)).await;
     assert_eq!(shown["routes"][0]["backend"], "native");
     assert_eq!(shown["spin"]["mode"], "external");
 }

@@ -30,14 +30,7 @@ async fn validate(gw: &TestGateway, body: &Value) -> reqwest::Response {
 async fn shadow_counts(gw: &TestGateway, done: impl Fn(&Value) -> bool) -> Value {
     let mut last = Value::Null;
     for _ in 0..400 {
-        let stats: Value = client()
-            .get(format!("{}/admin/stats", gw.admin))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let stats: Value = common::get_json(&format!("{}/admin/stats", gw.admin)).await;
         last = stats["routes"]
             .as_array()
             .and_then(|r| r.iter().find(|r| r["route"] == "validate"))

@@ -185,6 +185,19 @@ pub fn client() -> reqwest::Client {
         .expect("client")
 }
 
+/// `GET url`, its body parsed as JSON (whatever the status: the callers
+/// assert on the document).
+pub async fn get_json<T: serde::de::DeserializeOwned>(url: &str) -> T {
+    client()
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: not the expected JSON: {e}"))
+}
+
 /// Asserts a response is RFC 9457 problem+json with `status` and returns it.
 pub async fn expect_problem(response: reqwest::Response, status: u16) -> serde_json::Value {
     assert_eq!(response.status().as_u16(), status, "unexpected status");
