@@ -131,17 +131,23 @@ async fn start_with(mode: Mode, config_text: String) -> Hostile {
 }
 
 impl Hostile {
+    /// A client that declares a `declared`-byte JSON body for `POST path`
+    /// and sends only its head and `sent` (what it does next is the test's).
+    async fn partial_post(&self, path: &str, declared: usize, sent: &str) -> TcpStream {
+        let mut stream = self.connect().await;
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
+             Content-Length: {declared}\r\n\r\n{sent}"
+        );
+        stream.write_all(head.as_bytes()).await.expect("write");
+        stream
+    }
+
     /// A client that declares a `declared`-byte JSON body for `POST path`,
     /// sends one byte of it and stalls, holding whatever the request was
     /// admitted with until the body timeout answers it `408`.
     async fn stalled_upload(&self, path: &str, declared: usize) -> TcpStream {
-        let mut stream = self.connect().await;
-        let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
-             Content-Length: {declared}\r\n\r\n{{"
-        );
-        stream.write_all(head.as_bytes()).await.expect("write");
-        stream
+        self.partial_post(path, declared, "{").await
     }
 
     /// Nothing was stored by whatever the test sent.
@@ -431,13 +437,8 @@ both_modes!(oversized_bodies_are_refused_from_content_length_alone);
 async fn oversized_bodies_are_refused_from_content_length_alone(gw: &Hostile) {
     {
         for path in ["/items", "/validate"] {
-            let mut stream = gw.connect().await;
             // Only the head: the 413 must come without a byte of the body.
-            let head = format!(
-                "POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
-                 Content-Length: 100000000\r\n\r\n"
-            );
-            stream.write_all(head.as_bytes()).await.unwrap();
+            let mut stream = gw.partial_post(path, 100_000_000, "").await;
             let answer = read_response(&mut stream).await;
             let problem = answer.problem(413, &format!("{:?} POST {path}", gw.mode));
             assert_eq!(
@@ -596,12 +597,7 @@ both_modes!(slow_uploads_get_408);
 async fn slow_uploads_get_408(gw: &Hostile) {
     {
         for path in ["/items", "/validate"] {
-            let mut stream = gw.connect().await;
-            let head = format!(
-                "POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
-                 Content-Length: 100\r\n\r\n{{\"id\": 9,"
-            );
-            stream.write_all(head.as_bytes()).await.unwrap();
+            let mut stream = gw.partial_post(path, 100, r#"{"id": 9,"#).await;
             // ...and the rest never comes.
             let answer = read_response(&mut stream).await;
             answer.problem(408, &format!("{:?} slow upload to {path}", gw.mode));
@@ -612,10 +608,9 @@ async fn slow_uploads_get_408(gw: &Hostile) {
 both_modes!(a_client_that_aborts_mid_body_stores_nothing);
 async fn a_client_that_aborts_mid_body_stores_nothing(gw: &Hostile) {
     {
-        let mut stream = gw.connect().await;
-        let head = "POST /items HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
-                    Content-Length: 100\r\n\r\n{\"id\": 10, \"name\": \"gone\"}";
-        stream.write_all(head.as_bytes()).await.unwrap();
+        let stream = gw
+            .partial_post("/items", 100, r#"{"id": 10, "name": "gone"}"#)
+            .await;
         drop(stream);
         tokio::time::sleep(Duration::from_millis(300)).await;
         // The gateway still serves (checked with the store below).
@@ -792,14 +787,7 @@ async fn client_errors_while_streaming_do_not_open_the_circuit() {
     let gw = start_with(Mode::External, text).await;
     for i in 0..5 {
         // Slow: the head and part of the body, then nothing.
-        let mut stream = gw.connect().await;
-        stream
-            .write_all(
-                b"POST /items HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
-                  Content-Length: 100\r\n\r\n{\"id\": 20,",
-            )
-            .await
-            .unwrap();
+        let mut stream = gw.partial_post("/items", 100, r#"{"id": 20,"#).await;
         let answer = read_response(&mut stream).await;
         answer.problem(408, &format!("slow upload {i}"));
 
