@@ -44,18 +44,11 @@ async fn spawn(args: &[&str]) -> Running {
         public: format!("http://{public}"),
         admin: format!("http://{admin}"),
     };
-    for _ in 0..600 {
-        if client()
-            .get(format!("{}/healthz", running.admin))
-            .send()
-            .await
-            .is_ok()
-        {
-            return running;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the gateway did not come up");
+    assert!(
+        common::comes_up(&running.admin, 600).await,
+        "the gateway did not come up"
+    );
+    running
 }
 
 fn signal(child: &Child, name: &str) {

@@ -66,19 +66,11 @@ impl Gateway {
             child,
             base: format!("http://{public}"),
         };
-        let probe = reqwest::Client::new();
-        for _ in 0..1200 {
-            if probe
-                .get(format!("http://{admin}/healthz"))
-                .send()
-                .await
-                .is_ok()
-            {
-                return gateway;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the gateway did not come up");
+        assert!(
+            common::comes_up(&format!("http://{admin}"), 1200).await,
+            "the gateway did not come up"
+        );
+        gateway
     }
 
     /// SIGKILL: no shutdown code runs.

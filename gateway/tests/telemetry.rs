@@ -180,18 +180,11 @@ impl Gateway {
             public: format!("http://{public}"),
             admin: format!("http://{admin}"),
         };
-        for _ in 0..600 {
-            if client()
-                .get(format!("http://{admin}/healthz"))
-                .send()
-                .await
-                .is_ok()
-            {
-                return gateway;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("gateway did not come up");
+        assert!(
+            common::comes_up(&gateway.admin, 600).await,
+            "gateway did not come up"
+        );
+        gateway
     }
 
     /// SIGTERM, then wait: the gateway flushes its spans on the way out.

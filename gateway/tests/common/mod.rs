@@ -185,6 +185,19 @@ pub fn client() -> reqwest::Client {
         .expect("client")
 }
 
+/// Whether a spawned gateway's admin listener (`http://host:port`) answers
+/// `/healthz` within `attempts` tries, 50 ms apart.
+pub async fn comes_up(admin: &str, attempts: u32) -> bool {
+    let http = client();
+    for _ in 0..attempts {
+        if http.get(format!("{admin}/healthz")).send().await.is_ok() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
 /// `GET url`, its body parsed as JSON (whatever the status: the callers
 /// assert on the document).
 pub async fn get_json<T: serde::de::DeserializeOwned>(url: &str) -> T {
