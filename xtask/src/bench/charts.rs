@@ -13,6 +13,8 @@ const SIZE: (u32, u32) = (800, 480);
 
 type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 type Chart = fn(&Report, &Area<'_>) -> Result<()>;
+/// A chart with both axes log-scaled.
+type LogLog<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<LogCoord<f64>, LogCoord<f64>>>;
 /// One line of a validate chart: its label and its value per row.
 type RowSeries = (&'static str, fn(&ValidateRow) -> f64);
 const FONT: &str = "sans-serif";
@@ -75,22 +77,14 @@ fn validate_latency(r: &Report, area: &Area<'_>) -> Result<()> {
         rows.iter()
             .flat_map(|r| [r.native.mean_ms, r.wasm_fresh.mean_ms, r.wasm_reuse.mean_ms]),
     );
-    let mut chart = ChartBuilder::on(area)
-        .caption("POST /validate: mean latency (1 connection)", (FONT, 22))
-        .margin(16)
-        .x_label_area_size(44)
-        .y_label_area_size(64)
-        .build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())
-        .map_err(plot_error)?;
-    chart
-        .configure_mesh()
-        .light_line_style(LIGHT)
-        .x_desc("signed items per batch")
-        .y_desc("mean latency (ms)")
-        .x_label_formatter(&|v| format!("{v:.0}"))
-        .y_label_formatter(&|v| format!("{v}"))
-        .draw()
-        .map_err(plot_error)?;
+    let mut chart = log_log(
+        area,
+        "POST /validate: mean latency (1 connection)",
+        ((x0, x1), (y0, y1)),
+        ("signed items per batch", "mean latency (ms)"),
+        64,
+        |v| format!("{v}"),
+    )?;
     let series: [RowSeries; 3] = [
         ("native (gateway)", |r| r.native.mean_ms),
         ("Wasm, fresh instance", |r| r.wasm_fresh.mean_ms),
@@ -123,22 +117,14 @@ fn validate_ratio(r: &Report, area: &Area<'_>) -> Result<()> {
             .flat_map(|r| [r.fresh_ratio, r.reuse_ratio])
             .chain([threshold, 1.0]),
     );
-    let mut chart = ChartBuilder::on(area)
-        .caption("POST /validate: Wasm latency / native latency", (FONT, 22))
-        .margin(16)
-        .x_label_area_size(44)
-        .y_label_area_size(64)
-        .build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())
-        .map_err(plot_error)?;
-    chart
-        .configure_mesh()
-        .light_line_style(LIGHT)
-        .x_desc("signed items per batch")
-        .y_desc("ratio (x)")
-        .x_label_formatter(&|v| format!("{v:.0}"))
-        .y_label_formatter(&|v| format!("{v}"))
-        .draw()
-        .map_err(plot_error)?;
+    let mut chart = log_log(
+        area,
+        "POST /validate: Wasm latency / native latency",
+        ((x0, x1), (y0, y1)),
+        ("signed items per batch", "ratio (x)"),
+        64,
+        |v| format!("{v}"),
+    )?;
     let series: [RowSeries; 2] = [
         ("fresh instance / native", |r| r.fresh_ratio),
         ("instance reuse / native", |r| r.reuse_ratio),
@@ -236,22 +222,14 @@ fn gateway_overhead(r: &Report, area: &Area<'_>) -> Result<()> {
     let rows = &r.gateway_overhead.rows;
     let (x0, x1) = log_range(rows.iter().map(|r| f64::from(r.connections)));
     let (y0, y1) = log_range(rows.iter().flat_map(|r| [r.direct.rps, r.via_gateway.rps]));
-    let mut chart = ChartBuilder::on(area)
-        .caption("Gateway overhead: requests/s by connections", (FONT, 22))
-        .margin(16)
-        .x_label_area_size(44)
-        .y_label_area_size(72)
-        .build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())
-        .map_err(plot_error)?;
-    chart
-        .configure_mesh()
-        .light_line_style(LIGHT)
-        .x_desc("connections")
-        .y_desc("requests/s")
-        .x_label_formatter(&|v| format!("{v:.0}"))
-        .y_label_formatter(&|v| format!("{v:.0}"))
-        .draw()
-        .map_err(plot_error)?;
+    let mut chart = log_log(
+        area,
+        "Gateway overhead: requests/s by connections",
+        ((x0, x1), (y0, y1)),
+        ("connections", "requests/s"),
+        72,
+        |v| format!("{v:.0}"),
+    )?;
     let mut i = 0;
     for workload in ["hello", "create"] {
         let selected: Vec<_> = rows.iter().filter(|r| r.workload == workload).collect();
@@ -309,8 +287,8 @@ fn rss(r: &Report, area: &Area<'_>) -> Result<()> {
 
 /// A line through `points` in `style` with a `color` dot at each, in the
 /// legend when it has a `label`.
-fn line_with_points<'a, X, Y>(
-    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+fn line_with_points<'a, 'b: 'a, X, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'b>, Cartesian2d<X, Y>>,
     points: Vec<(f64, f64)>,
     color: RGBColor,
     style: ShapeStyle,
@@ -337,8 +315,39 @@ where
     Ok(())
 }
 
-fn legend<'a, X, Y>(
-    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+/// A chart with log-scaled axes over `ranges` (x, y), its grid and axis
+/// descriptions (`descs`: x, y) drawn; x labels are whole numbers,
+/// y labels as `y_label` writes them.
+fn log_log<'a, 'b: 'a>(
+    area: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    caption: &str,
+    ranges: ((f64, f64), (f64, f64)),
+    descs: (&str, &str),
+    y_label_area: u32,
+    y_label: fn(&f64) -> String,
+) -> Result<LogLog<'a, 'b>> {
+    let ((x0, x1), (y0, y1)) = ranges;
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, (FONT, 22))
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(y_label_area)
+        .build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())
+        .map_err(plot_error)?;
+    chart
+        .configure_mesh()
+        .light_line_style(LIGHT)
+        .x_desc(descs.0)
+        .y_desc(descs.1)
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&y_label)
+        .draw()
+        .map_err(plot_error)?;
+    Ok(chart)
+}
+
+fn legend<'a, 'b: 'a, X, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'b>, Cartesian2d<X, Y>>,
     position: SeriesLabelPosition,
 ) -> Result<()>
 where
