@@ -453,15 +453,10 @@ fn verdict_items(prefix: &[u8]) -> Option<i64> {
     Some(number("\"valid\":")? + number("\"invalid\":")?)
 }
 
-/// Marks a response as Spin's.
-/// A component (or an external Spin) cannot speak for the gateway: any
-/// `x-gateway-*` header it set is dropped, so telemetry and clients only see
-/// the gateway's own account.
+/// Marks a response as Spin's. Any `x-gateway-*` header a component (or
+/// an external Spin) set is dropped by the server, the only writer of
+/// those headers.
 fn label(mut response: Response, spin: &SpinBackend) -> Response {
-    crate::proxy::headers::remove_prefixed(
-        response.headers_mut(),
-        crate::proxy::headers::GATEWAY_PREFIX,
-    );
     response.extensions_mut().insert(Answered {
         backend: spin.label(),
         fallback: None,
