@@ -5,26 +5,21 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Options, client, expect_problem, repo_root, require_wasm, start_with};
+use common::{client, expect_problem, start_misbehave};
 
 #[tokio::test]
 async fn traps_and_endless_loops_are_contained() {
-    require_wasm("misbehave.wasm");
-    let manifest = repo_root().join("gateway/spin-host/tests/fixtures/misbehave.toml");
-    let mut config = format!(
-        "[spin]\nmode = \"embedded\"\nmanifest = {manifest:?}\ncomponent_timeout_ms = 2000\ncomponent_memory_mib = 64\n"
-    );
+    let mut routes = String::new();
     for name in ["ok", "trap", "loop", "hog"] {
-        config.push_str(&format!(
+        routes.push_str(&format!(
             "[[route]]\nname = \"{name}\"\nmatch = {{ method = \"GET\", path = \"/{name}\" }}\n\
              spin_path = \"/{name}\"\ntimeout_ms = 10000\n"
         ));
     }
-    let gw = start_with(Options {
-        config: Some(config),
-        manifest: None,
-        ..Options::default()
-    })
+    let gw = start_misbehave(
+        "component_timeout_ms = 2000\ncomponent_memory_mib = 64",
+        &routes,
+    )
     .await;
     let http = client();
     let get = |path: &str| http.get(format!("{}{path}", gw.base)).send();
@@ -64,18 +59,11 @@ async fn traps_and_endless_loops_are_contained() {
 /// waiting for the component's own (60 s) deadline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_route_timeout_aborts_the_guest_and_frees_its_slot() {
-    require_wasm("misbehave.wasm");
-    let manifest = repo_root().join("gateway/spin-host/tests/fixtures/misbehave.toml");
-    let config = format!(
-        "[spin]\nmode = \"embedded\"\nmanifest = {manifest:?}\ncomponent_timeout_ms = 60000\nmax_instances = 1\n\
-         [[route]]\nname = \"loop\"\nmatch = {{ method = \"GET\", path = \"/loop\" }}\nspin_path = \"/loop\"\ntimeout_ms = 300\n\
-         [[route]]\nname = \"ok\"\nmatch = {{ method = \"GET\", path = \"/ok\" }}\nspin_path = \"/ok\"\n"
-    );
-    let gw = start_with(Options {
-        config: Some(config),
-        manifest: None,
-        ..Options::default()
-    })
+    let gw = start_misbehave(
+        "component_timeout_ms = 60000\nmax_instances = 1",
+        "[[route]]\nname = \"loop\"\nmatch = { method = \"GET\", path = \"/loop\" }\nspin_path = \"/loop\"\ntimeout_ms = 300\n\
+         [[route]]\nname = \"ok\"\nmatch = { method = \"GET\", path = \"/ok\" }\nspin_path = \"/ok\"\n",
+    )
     .await;
     let http = client();
     let looped = tokio::spawn(http.get(format!("{}/loop", gw.base)).send());

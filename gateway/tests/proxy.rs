@@ -13,7 +13,7 @@ use axum::extract::{Request, State};
 use axum::response::Response;
 use bytes::Bytes;
 use common::fake_spin::{self, Mode};
-use common::{Options, client, repo_root, require_wasm, start_with};
+use common::{Options, client, start_with};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
@@ -314,18 +314,11 @@ async fn large_uploads_and_downloads_stream_through() {
 /// headers and never the client's `x-gateway-*` (the gateway's).
 #[tokio::test]
 async fn reserved_headers_never_reach_an_embedded_component() {
-    require_wasm("misbehave.wasm");
-    let manifest = repo_root().join("gateway/spin-host/tests/fixtures/misbehave.toml");
-    let config = format!(
-        "[spin]\nmode = \"embedded\"\nmanifest = {manifest:?}\n\
-         [[route]]\nname = \"headers\"\nmatch = {{ method = \"GET\", path = \"/headers\" }}\n\
-         spin_path = \"/headers\"\n"
-    );
-    let gw = start_with(Options {
-        config: Some(config),
-        manifest: None,
-        ..Options::default()
-    })
+    let gw = common::start_misbehave(
+        "",
+        "[[route]]\nname = \"headers\"\nmatch = { method = \"GET\", path = \"/headers\" }\n\
+         spin_path = \"/headers\"\n",
+    )
     .await;
     let response = get_with_forged_headers(&format!("{}/headers", gw.base)).await;
     assert_eq!(response.status(), 200);

@@ -185,6 +185,22 @@ pub fn client() -> reqwest::Client {
         .expect("client")
 }
 
+/// A gateway serving the `misbehave` test component in the embedded host:
+/// `spin` is added to its `[spin]` table (limits), then `routes` (TOML
+/// `[[route]]` tables).
+pub async fn start_misbehave(spin: &str, routes: &str) -> TestGateway {
+    require_wasm("misbehave.wasm");
+    let manifest = repo_root().join("gateway/spin-host/tests/fixtures/misbehave.toml");
+    start_with(Options {
+        config: Some(format!(
+            "[spin]\nmode = \"embedded\"\nmanifest = {manifest:?}\n{spin}\n{routes}"
+        )),
+        manifest: None,
+        ..Options::default()
+    })
+    .await
+}
+
 /// Whether a spawned gateway's admin listener (`http://host:port`) answers
 /// `/healthz` within `attempts` tries, 50 ms apart.
 pub async fn comes_up(admin: &str, attempts: u32) -> bool {
