@@ -8,6 +8,9 @@ use gateway::cli::{Cli, Command, ServeSpinArgs};
 use gateway::runtime::Gateway;
 use gateway::server;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();

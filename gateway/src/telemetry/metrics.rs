@@ -10,8 +10,8 @@
 use std::time::Duration;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
 
 use http::StatusCode;
 use opentelemetry::metrics::{Counter, Gauge, Histogram, MeterProvider as _};
@@ -192,7 +192,12 @@ impl Metrics {
             http::Method::PUT => StringValue::from("PUT"),
             http::Method::PATCH => StringValue::from("PATCH"),
             http::Method::DELETE => StringValue::from("DELETE"),
-            ref other => self.names.get(other.as_str()),
+            http::Method::HEAD => StringValue::from("HEAD"),
+            http::Method::OPTIONS => StringValue::from("OPTIONS"),
+            // Any other token is the client's choice: recording it as is
+            // would let a client mint series (and memory) at will. OTel's
+            // semantic conventions name the bucket `_OTHER`.
+            _ => StringValue::from("_OTHER"),
         };
         self.request_duration.record(
             took.as_secs_f64(),
@@ -391,27 +396,77 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// Attribute values (route names, backends, methods, statuses) shared
-/// rather than copied: a few dozen distinct strings, recorded on every
-/// request, so each is allocated once and then handed out by reference
-/// count.
+/// Attribute values (route names, components, statuses, reasons) recorded
+/// on every request: each distinct string is stored once, for the life of
+/// the process, and handed out as a `&'static str`, so recording copies
+/// nothing and touches no shared reference count or lock (two cores
+/// bumping one counter on every request was measurable). Only names from
+/// the config, status codes and the gateway's own words come here, never a
+/// client's string, so the set stays small.
 #[derive(Default)]
-struct Names(RwLock<HashMap<Box<str>, StringValue>>);
+struct Names(arc_swap::ArcSwap<NameMap>);
+
+/// Keys are the gateway's own strings, never a client's, so a fast
+/// non-keyed hash is safe here.
+type NameMap = HashMap<Box<str>, &'static str, foldhash::fast::FixedState>;
 
 impl Names {
     fn get(&self, name: &str) -> StringValue {
-        if let Some(value) = self
-            .0
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(name)
-        {
-            return value.clone();
+        if let Some(value) = self.0.load().get(name) {
+            return StringValue::from(*value);
         }
-        let mut names = self.0.write().unwrap_or_else(PoisonError::into_inner);
-        names
-            .entry(name.into())
-            .or_insert_with(|| StringValue::from(Arc::<str>::from(name)))
-            .clone()
+        let mut interned = None;
+        self.0.rcu(|names| {
+            let mut names = NameMap::clone(names);
+            let value = *names
+                .entry(name.into())
+                .or_insert_with(|| *interned.get_or_insert_with(|| leak(name)));
+            interned = Some(value);
+            names
+        });
+        StringValue::from(interned.unwrap_or("unknown"))
+    }
+}
+
+/// Stores `name` for the rest of the process (see [`Names`]).
+fn leak(name: &str) -> &'static str {
+    Box::leak(Box::<str>::from(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clients_own_method_is_recorded_as_other() {
+        let metrics = Metrics::new(None).expect("metrics");
+        let took = Duration::from_millis(3);
+        for method in ["GET", "BREW", "X-MINT-A-SERIES-1", "X-MINT-A-SERIES-2"] {
+            let method = http::Method::from_bytes(method.as_bytes()).expect("a valid token");
+            metrics.request("hello", "spin-embedded", &method, StatusCode::OK, took);
+        }
+        let text = metrics.render();
+        let series = |method: &str| {
+            text.lines()
+                .filter(|l| l.starts_with("gateway_request_duration_seconds_count"))
+                .filter(|l| l.contains(&format!("method=\"{method}\"")))
+                .map(|l| l.rsplit(' ').next().unwrap_or_default().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(series("GET"), ["1"], "{text}");
+        assert_eq!(series("_OTHER"), ["3"], "{text}");
+        assert!(!text.contains("BREW") && !text.contains("MINT"), "{text}");
+    }
+
+    #[test]
+    fn names_are_stored_once_and_read_back_unchanged() {
+        let names = Names::default();
+        let first = names.get("validate");
+        let again = names.get("validate");
+        assert_eq!(first.as_str(), "validate");
+        // The same stored string, not a second copy.
+        assert!(std::ptr::eq(first.as_str(), again.as_str()));
+        assert_eq!(names.get("list").as_str(), "list");
+        assert_eq!(names.0.load().len(), 2);
     }
 }

@@ -78,7 +78,14 @@ impl Default for Stats {
 impl Stats {
     fn with<R>(&self, route: &str, f: impl FnOnce(&mut RouteStats) -> R) -> R {
         let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
-        f(routes.entry(route.to_string()).or_default())
+        // The key is copied once, when a route is first seen, not per request.
+        if !routes.contains_key(route) {
+            routes.insert(route.to_string(), RouteStats::default());
+        }
+        match routes.get_mut(route) {
+            Some(stats) => f(stats),
+            None => f(&mut RouteStats::default()),
+        }
     }
 
     /// Records one answered request.
