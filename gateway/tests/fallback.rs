@@ -212,6 +212,59 @@ async fn spin_5xx_falls_back_or_passes_through() {
 }
 
 #[tokio::test]
+async fn an_answer_still_streaming_keeps_its_spin_slot() {
+    let fake = fake_spin::start(Mode::HangBody).await;
+    let text = config(&fake.served.base, 1, 100).replace("timeout_ms = 300", "timeout_ms = 20000");
+    let gw = start_with(Options {
+        config: Some(text),
+        manifest: None,
+        ..Options::default()
+    })
+    .await;
+
+    // The head has arrived; the body has not ended.
+    let mut streaming = client()
+        .get(format!("{}/items", gw.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(streaming.status(), 200);
+    let first = streaming.chunk().await.unwrap().expect("the first bytes");
+    assert_eq!(&first[..], b"{\"fake\": \"");
+
+    // The route's one Spin slot is still taken by that answer.
+    let shed = client()
+        .get(format!("{}/items", gw.base))
+        .send()
+        .await
+        .unwrap();
+    let problem = expect_problem(shed, 503).await;
+    assert_eq!(problem["title"], "Overloaded");
+
+    // Once the body has ended, the slot is free again.
+    fake.open_gate();
+    let mut rest = Vec::new();
+    while let Some(chunk) = streaming.chunk().await.unwrap() {
+        rest.extend_from_slice(&chunk);
+    }
+    assert_eq!(&rest[..], b"released\"}");
+    let mut status = 0;
+    for _ in 0..100 {
+        let next = client()
+            .get(format!("{}/items", gw.base))
+            .send()
+            .await
+            .unwrap();
+        status = next.status().as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
 async fn the_concurrency_limit_sheds_or_falls_back() {
     let fake = fake_spin::start(Mode::Hang).await;
     // One request at a time per route; the timeout is long enough for the

@@ -34,7 +34,7 @@ use tower::util::rng::HasherRng;
 use crate::config::{BackendKind, FallbackTrigger, NativeHandler, RouteConfig};
 use crate::native::Native;
 use crate::problem::{Problem, ProblemResponse};
-use crate::server::admission::RouteAdmission;
+use crate::server::admission::{HeldSlot, RouteAdmission};
 use crate::spin::{RequestBody, SpinBackend, SpinError};
 use crate::telemetry::metrics::Metrics;
 use circuit::CircuitBreaker;
@@ -383,7 +383,7 @@ pub async fn call_spin(
                 } else {
                     response
                 };
-                return Ok(hold_until_body_ends(label(response, spin), permit));
+                return Ok(with_held_slot(label(response, spin), permit));
             }
             Ok(Ok(response)) => Failure::ServerError(label(response, spin)),
             // A full instance pool says nothing about the component's
@@ -464,15 +464,12 @@ fn label(mut response: Response, spin: &SpinBackend) -> Response {
     response
 }
 
-/// Keeps the concurrency permit until the response body is fully sent, so
-/// the limit counts streaming responses too.
-fn hold_until_body_ends(response: Response, permit: OwnedSemaphorePermit) -> Response {
-    response.map(|body| {
-        Body::new(body.map_frame(move |frame| {
-            let _held = &permit;
-            frame
-        }))
-    })
+/// Hands the concurrency permit up with the answer; the server holds it,
+/// with its own slots, until the body is fully sent, so the limit counts
+/// streaming responses too.
+fn with_held_slot(mut response: Response, permit: OwnedSemaphorePermit) -> Response {
+    response.extensions_mut().insert(HeldSlot(Arc::new(permit)));
+    response
 }
 
 fn log_transition(route: &RouteConfig, metrics: &Metrics, t: circuit::Transition) {

@@ -163,17 +163,46 @@ impl Busy {
     }
 }
 
-/// Keeps `permits` until the response body has been sent, so a streaming
+/// An in-flight slot taken below the server (the route policy's Spin
+/// concurrency limit), handed up with the answer as a response extension.
+/// The server moves it into the body it sends, next to its own, so one
+/// body wrapper holds every slot a request took. `Arc` only because
+/// extensions must be `Clone`: the slot is freed when the last copy goes.
+#[derive(Clone, Debug)]
+pub struct HeldSlot(pub Arc<OwnedSemaphorePermit>);
+
+/// Every slot one request holds: the gateway's, the route's, and the
+/// policy's when Spin answered.
+#[derive(Default)]
+pub struct Slots {
+    /// The gateway's (`[server] max_in_flight`).
+    pub gateway: Option<OwnedSemaphorePermit>,
+    /// The route's (`[[route]] max_in_flight`).
+    pub route: Option<OwnedSemaphorePermit>,
+    /// The route policy's, moved out of the answer's extensions.
+    pub policy: Option<HeldSlot>,
+}
+
+impl Slots {
+    fn is_empty(&self) -> bool {
+        self.gateway.is_none() && self.route.is_none() && self.policy.is_none()
+    }
+}
+
+/// Keeps `slots` until the response body has been sent, so a streaming
 /// answer still counts as in flight. The body's size hint is kept, so a
 /// known length is still sent as `Content-Length`.
-pub fn hold_until_sent(response: Response, permits: Vec<OwnedSemaphorePermit>) -> Response {
-    if permits.is_empty() {
+pub fn hold_until_sent(mut response: Response, mut slots: Slots) -> Response {
+    if let Some(policy) = response.extensions_mut().remove::<HeldSlot>() {
+        slots.policy = Some(policy);
+    }
+    if slots.is_empty() {
         return response;
     }
     response.map(|inner| {
         Body::new(Holding {
             inner,
-            _permits: permits,
+            _slots: slots,
         })
     })
 }
@@ -181,7 +210,7 @@ pub fn hold_until_sent(response: Response, permits: Vec<OwnedSemaphorePermit>) -
 /// A response body holding in-flight slots.
 struct Holding {
     inner: Body,
-    _permits: Vec<OwnedSemaphorePermit>,
+    _slots: Slots,
 }
 
 impl HttpBody for Holding {

@@ -90,8 +90,8 @@ async fn handle(
     let started = Instant::now();
     let runtime = gateway.current();
     let method = request.method().clone();
-    let path = request.uri().path().to_string();
-    let resolved = runtime.table.resolve(&method, &path);
+    let path = request.uri().path();
+    let resolved = runtime.table.resolve(&method, path);
     let route = match &resolved {
         Match::Route { index, .. } | Match::InvalidParam { index, .. } => {
             runtime.routes.get(*index)
@@ -122,7 +122,11 @@ async fn handle(
         http.response.status_code = tracing::field::Empty,
         error.type = tracing::field::Empty,
     );
-    let _ = span.set_parent(propagation::extract(request.headers()));
+    // Without a span (no OTLP export) there is nothing to continue; the
+    // client's `traceparent` still travels on to the backend unchanged.
+    if !span.is_disabled() {
+        let _ = span.set_parent(propagation::extract(request.headers()));
+    }
 
     // Admitted (or refused) before anything is read or matched further; a
     // refusal is the gateway's answer, counted like any other below.
@@ -130,7 +134,10 @@ async fn handle(
         Ok(permit) => (Some(permit), None),
         Err(busy) => (None, Some(busy.response())),
     };
-    let mut permits: Vec<OwnedSemaphorePermit> = permit.into_iter().collect();
+    let mut slots = admission::Slots {
+        gateway: permit,
+        ..Default::default()
+    };
     let mut response = match (resolved, refused) {
         (_, Some(busy)) => busy,
         (Match::Route { index, params }, None) => {
@@ -143,12 +150,12 @@ async fn handle(
                 .instrument(span.clone()),
             )
             .await;
-            permits.extend(route_permit);
+            slots.route = route_permit;
             response
         }
         (Match::MethodNotAllowed { allow }, None) => {
             let mut response =
-                ProblemResponse(problem::method_not_allowed(method.as_str(), &path, &allow))
+                ProblemResponse(problem::method_not_allowed(method.as_str(), path, &allow))
                     .into_response();
             if let Ok(value) = HeaderValue::from_str(&allow) {
                 response.headers_mut().insert(header::ALLOW, value);
@@ -158,7 +165,7 @@ async fn handle(
         (Match::InvalidParam { name, reason, .. }, None) => {
             ProblemResponse(problem::invalid_path_param(&name, reason)).into_response()
         }
-        (Match::NotFound, None) => ProblemResponse(problem::not_found(&path)).into_response(),
+        (Match::NotFound, None) => ProblemResponse(problem::not_found(path)).into_response(),
     };
 
     let status = response.status();
@@ -208,7 +215,7 @@ async fn handle(
             .metrics
             .native(route_name, timing.queued, timing.compute);
     }
-    admission::hold_until_sent(response, permits)
+    admission::hold_until_sent(response, slots)
 }
 
 /// Admits the request on its route, then reads the body as the route needs
@@ -341,6 +348,12 @@ async fn admitted_request(
         }
         _ => None,
     };
+    // The shadow replays to the same component path; copied only then.
+    let shadow_path = if sampled.is_some() {
+        spin_path.clone()
+    } else {
+        None
+    };
     let backends = Backends {
         spin: Some(&runtime.spin),
         native: &runtime.native,
@@ -352,7 +365,7 @@ async fn admitted_request(
         backends,
         parts,
         body,
-        spin_path.clone(),
+        spin_path,
         client,
     ))
     .await;
@@ -382,7 +395,7 @@ async fn admitted_request(
         route: index,
         parts: shadow_parts,
         body: shadow_body,
-        spin_path,
+        spin_path: shadow_path,
         client,
         primary_backend,
         primary_status: head.status.as_u16(),

@@ -9,6 +9,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use tokio::sync::watch;
 
 use super::{Served, serve};
@@ -24,6 +25,9 @@ pub enum Mode {
     Hang,
     /// Fails the next N requests, then answers Ok.
     FailFirst(usize),
+    /// Sends `200` and the first bytes of the body at once, and the rest
+    /// when the gate opens: an answer still streaming.
+    HangBody,
 }
 
 pub struct FakeState {
@@ -157,6 +161,22 @@ async fn handle(State(state): State<Arc<FakeState>>, request: Request) -> Respon
                 r#"{"type":"about:blank","title":"Boom","status":500,"detail":"fake failure"}"#,
             ))
             .unwrap(),
+        Mode::HangBody => {
+            let mut open = state.gate.subscribe();
+            let rest = async move {
+                let _ = tokio::time::timeout(Duration::from_secs(120), open.wait_for(|o| *o)).await;
+                Ok::<_, std::convert::Infallible>(bytes::Bytes::from_static(b"released\"}"))
+            };
+            let first = futures_util::stream::once(async {
+                Ok::<_, std::convert::Infallible>(bytes::Bytes::from_static(b"{\"fake\": \""))
+            });
+            let chunks = first.chain(futures_util::stream::once(rest));
+            (
+                [("content-type", "application/json")],
+                Body::from_stream(chunks),
+            )
+                .into_response()
+        }
         Mode::Hang => {
             let mut open = state.gate.subscribe();
             let _ = tokio::time::timeout(Duration::from_secs(120), open.wait_for(|o| *o)).await;
