@@ -183,7 +183,8 @@ async fn manifest_flag_serves_the_built_in_routes_in_process() {
 
 #[tokio::test]
 async fn upstream_flag_fronts_an_external_spin() {
-    let upstream = fake_spin::closed_port_url().await;
+    let closed = fake_spin::closed_port().await;
+    let upstream = closed.url.clone();
     let gw = spawn(&["--upstream", &upstream]).await;
     let verdict = client()
         .post(format!("{}/validate", gw.public))

@@ -88,6 +88,27 @@ async fn validate(gw: &TestGateway, body: Vec<u8>) -> reqwest::Response {
         .unwrap()
 }
 
+/// `GET /items` (the `list` route, Spin only).
+async fn get_items(gw: &TestGateway) -> reqwest::Response {
+    client()
+        .get(format!("{}/items", gw.base))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// One Spin call at a time per route, with a timeout long enough for a
+/// first request to still be in flight while the next arrives.
+async fn one_at_a_time(fake: &FakeSpin) -> TestGateway {
+    let text = config(&fake.served.base, 1, 100).replace("timeout_ms = 300", "timeout_ms = 20000");
+    start_with(Options {
+        config: Some(text),
+        manifest: None,
+        ..Options::default()
+    })
+    .await
+}
+
 /// Asserts the native handler answered validate because of `reason`.
 async fn expect_native(response: reqwest::Response, reason: &str, body: &[u8]) {
     assert_eq!(response.status(), 200);
@@ -121,16 +142,13 @@ async fn auto_goes_native_above_the_size_threshold_and_to_spin_below() {
 
 #[tokio::test]
 async fn spin_refusing_connections_falls_back_or_names_the_backend() {
-    let upstream = fake_spin::closed_port_url().await;
+    let closed = fake_spin::closed_port().await;
+    let upstream = closed.url.clone();
     let gw = gateway_for(&upstream, 8, 100).await;
     let body = common::small_batch();
     expect_native(validate(&gw, body.clone()).await, "connect-error", &body).await;
 
-    let list = client()
-        .get(format!("{}/items", gw.base))
-        .send()
-        .await
-        .unwrap();
+    let list = get_items(&gw).await;
     assert_eq!(list.headers()["retry-after"], "1");
     let problem = expect_problem(list, 503).await;
     let detail = problem["detail"].as_str().unwrap();
@@ -182,11 +200,7 @@ async fn spin_hanging_past_the_timeout_falls_back_or_times_out() {
     let gw = gateway_for(&fake.served.base, 8, 100).await;
     let body = common::small_batch();
     expect_native(validate(&gw, body.clone()).await, "timeout", &body).await;
-    let list = client()
-        .get(format!("{}/items", gw.base))
-        .send()
-        .await
-        .unwrap();
+    let list = get_items(&gw).await;
     let problem = expect_problem(list, 504).await;
     assert!(
         problem["detail"].as_str().unwrap().contains("300 ms"),
@@ -202,11 +216,7 @@ async fn spin_5xx_falls_back_or_passes_through() {
     let body = common::small_batch();
     expect_native(validate(&gw, body.clone()).await, "5xx", &body).await;
     // No native twin: Spin's own 500 problem reaches the client unchanged.
-    let list = client()
-        .get(format!("{}/items", gw.base))
-        .send()
-        .await
-        .unwrap();
+    let list = get_items(&gw).await;
     let problem = expect_problem(list, 500).await;
     assert_eq!(problem["detail"], "fake failure");
 }
@@ -214,30 +224,16 @@ async fn spin_5xx_falls_back_or_passes_through() {
 #[tokio::test]
 async fn an_answer_still_streaming_keeps_its_spin_slot() {
     let fake = fake_spin::start(Mode::HangBody).await;
-    let text = config(&fake.served.base, 1, 100).replace("timeout_ms = 300", "timeout_ms = 20000");
-    let gw = start_with(Options {
-        config: Some(text),
-        manifest: None,
-        ..Options::default()
-    })
-    .await;
+    let gw = one_at_a_time(&fake).await;
 
     // The head has arrived; the body has not ended.
-    let mut streaming = client()
-        .get(format!("{}/items", gw.base))
-        .send()
-        .await
-        .unwrap();
+    let mut streaming = get_items(&gw).await;
     assert_eq!(streaming.status(), 200);
     let first = streaming.chunk().await.unwrap().expect("the first bytes");
     assert_eq!(&first[..], b"{\"fake\": \"");
 
     // The route's one Spin slot is still taken by that answer.
-    let shed = client()
-        .get(format!("{}/items", gw.base))
-        .send()
-        .await
-        .unwrap();
+    let shed = get_items(&gw).await;
     let problem = expect_problem(shed, 503).await;
     assert_eq!(problem["title"], "Overloaded");
 
@@ -250,11 +246,7 @@ async fn an_answer_still_streaming_keeps_its_spin_slot() {
     assert_eq!(&rest[..], b"released\"}");
     let mut status = 0;
     for _ in 0..100 {
-        let next = client()
-            .get(format!("{}/items", gw.base))
-            .send()
-            .await
-            .unwrap();
+        let next = get_items(&gw).await;
         status = next.status().as_u16();
         if status == 200 {
             break;
@@ -267,15 +259,7 @@ async fn an_answer_still_streaming_keeps_its_spin_slot() {
 #[tokio::test]
 async fn the_concurrency_limit_sheds_or_falls_back() {
     let fake = fake_spin::start(Mode::Hang).await;
-    // One request at a time per route; the timeout is long enough for the
-    // first request to still be in flight while the second arrives.
-    let text = config(&fake.served.base, 1, 100).replace("timeout_ms = 300", "timeout_ms = 20000");
-    let gw = start_with(Options {
-        config: Some(text),
-        manifest: None,
-        ..Options::default()
-    })
-    .await;
+    let gw = one_at_a_time(&fake).await;
 
     let base = gw.base.clone();
     let first_list = tokio::spawn(client().get(format!("{base}/items")).send());
@@ -297,11 +281,7 @@ async fn the_concurrency_limit_sheds_or_falls_back() {
 
     let body = common::small_batch();
     expect_native(validate(&gw, body.clone()).await, "overloaded", &body).await;
-    let list = client()
-        .get(format!("{}/items", gw.base))
-        .send()
-        .await
-        .unwrap();
+    let list = get_items(&gw).await;
     assert_eq!(list.headers()["retry-after"], "1");
     let problem = expect_problem(list, 503).await;
     assert_eq!(problem["title"], "Overloaded");
@@ -359,18 +339,10 @@ async fn the_circuit_opens_sends_auto_to_native_then_half_opens_and_closes() {
 
     // The list route has its own breaker: open it, then it answers 503.
     for _ in 0..2 {
-        let r = client()
-            .get(format!("{}/items", gw.base))
-            .send()
-            .await
-            .unwrap();
+        let r = get_items(&gw).await;
         assert_eq!(r.status(), 500);
     }
-    let r = client()
-        .get(format!("{}/items", gw.base))
-        .send()
-        .await
-        .unwrap();
+    let r = get_items(&gw).await;
     assert!(r.headers().contains_key("retry-after"));
     let problem = expect_problem(r, 503).await;
     assert!(

@@ -461,7 +461,8 @@ async fn every_operation_answers_as_documented() {
 
 #[tokio::test]
 async fn backend_failures_answer_as_documented() {
-    let upstream = common::fake_spin::closed_port_url().await;
+    let closed = common::fake_spin::closed_port().await;
+    let upstream = closed.url.clone();
     let gw = start_with(Options {
         manifest: None,
         upstream: Some(upstream),

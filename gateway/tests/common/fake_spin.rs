@@ -189,10 +189,22 @@ async fn handle(State(state): State<Arc<FakeState>>, request: Request) -> Respon
     }
 }
 
-/// A loopback port nobody listens on (bound, then released).
-pub async fn closed_port_url() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    format!("http://{addr}")
+/// A loopback address that refuses connections, and keeps refusing for as
+/// long as the value lives: the port stays bound (so no other test's
+/// server can be given it, as happened with a port released right away)
+/// but never listens, so a connection is refused.
+pub struct ClosedPort {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    _reserved: tokio::net::TcpSocket,
+}
+
+pub async fn closed_port() -> ClosedPort {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    ClosedPort {
+        url: format!("http://{addr}"),
+        _reserved: socket,
+    }
 }
