@@ -285,18 +285,8 @@ pub async fn call_spin(
     policy.budget.deposit();
 
     let may_retry = route.retry.attempts > 0 && is_idempotent(&parts.method);
-    let mut backoff = may_retry
-        .then(|| {
-            ExponentialBackoffMaker::new(
-                route.retry.backoff,
-                route.retry.backoff * 16,
-                0.5,
-                HasherRng::default(),
-            )
-            .ok()
-            .map(|mut maker| maker.make_backoff())
-        })
-        .flatten();
+    // Made at the first retry: most requests never need one.
+    let mut backoff = None;
     // Read after a failure, to tell the client's faults from Spin's.
     let watch = crate::server::admission::body_watch(&parts);
     // An attempt that may be retried sends a copy of the head; the last
@@ -415,6 +405,16 @@ pub async fn call_spin(
         }
         retries_left -= 1;
         tracing::debug!(route = %route.name, ?failure, "retrying Spin");
+        if backoff.is_none() {
+            backoff = ExponentialBackoffMaker::new(
+                route.retry.backoff,
+                route.retry.backoff * 16,
+                0.5,
+                HasherRng::default(),
+            )
+            .ok()
+            .map(|mut maker| maker.make_backoff());
+        }
         if let Some(backoff) = backoff.as_mut() {
             backoff.next_backoff().await;
         }

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, Extension, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Router, body::Body};
+use bytes::Bytes;
 use http::{HeaderValue, header};
 use http_body_util::BodyExt;
 use tokio::net::TcpListener;
@@ -296,44 +297,28 @@ async fn admitted_request(
         .into_response();
     }
     let buffered = fallback::needs_buffered_body(config, Some(&runtime.spin), &parts.method);
-    // A body the gateway will hold in memory reserves its declared length
-    // before it is read; a chunked one reserves frame by frame as it comes.
-    let reservation = if buffered {
-        let declared = declared.map_or(0, |len| len as usize);
-        let budgets = [admission.bytes(), route.policy.admission.bytes()];
-        match ByteBudget::reserve(&budgets, declared) {
-            Ok(reservation) => Some(reservation),
-            Err(over) => return over.response(),
-        }
-    } else {
-        None
-    };
-    let (mut admitted, watch) = AdmittedBody::new(
-        body,
-        &config.name,
-        config.max_body_bytes,
-        admission.body_read_timeout,
-        reservation,
-    );
+    // A request without a body (most GETs) has nothing to admit, time or
+    // watch: no byte can arrive late, run over a limit or break off.
     // Kept until the backend has answered: the buffered bytes live as long.
-    let mut _held = None;
-    let body = if buffered {
-        match (&mut admitted).collect().await {
-            Ok(collected) => {
-                _held = admitted.take_reservation();
-                RequestBody::Buffered(collected.to_bytes())
-            }
-            Err(e) => return e.response(),
-        }
+    let (body, _held) = if http_body::Body::is_end_stream(&body) {
+        let empty = if buffered {
+            RequestBody::Buffered(Bytes::new())
+        } else {
+            RequestBody::Streaming(Body::empty())
+        };
+        (empty, None)
     } else {
-        // Errors surface while the body streams to Spin; the fallback
-        // policy reads the watch to know they were the client's.
-        parts.extensions.insert(watch);
-        RequestBody::Streaming(Body::new(admitted))
+        let rules = BodyRules {
+            admission,
+            route,
+            declared,
+            buffered,
+        };
+        match admit_body(rules, &mut parts, body).await {
+            Ok(admitted) => admitted,
+            Err(refused) => return refused,
+        }
     };
-    if let RequestBody::Buffered(bytes) = &body {
-        tracing::Span::current().record("http.request.body.size", bytes.len() as i64);
-    }
     let spin_path = config
         .spin_path
         .as_deref()
@@ -404,6 +389,68 @@ async fn admitted_request(
         parent: tracing::Span::current(),
     });
     Response::from_parts(head, axum::body::Body::from(primary_body))
+}
+
+/// What [`admit_body`] needs to know about the request and its route.
+struct BodyRules<'a> {
+    admission: &'a Admission,
+    route: &'a RouteRuntime,
+    /// The `Content-Length` the client declared, if any.
+    declared: Option<u64>,
+    /// Whether the body is read in full before a backend is called.
+    buffered: bool,
+}
+
+/// Puts a request body under the gateway's rules (size limit, read
+/// deadline, byte budgets): read in full when `buffered` (the reservation
+/// comes back, to be held while the bytes live), else wrapped to stream,
+/// with a watch in `parts` telling the fallback policy whether a failure
+/// was the client's.
+async fn admit_body(
+    rules: BodyRules<'_>,
+    parts: &mut http::request::Parts,
+    body: Body,
+) -> Result<(RequestBody, Option<admission::Reservation>), Response> {
+    let BodyRules {
+        admission,
+        route,
+        declared,
+        buffered,
+    } = rules;
+    let config = &route.config;
+    // A body the gateway will hold in memory reserves its declared length
+    // before it is read; a chunked one reserves frame by frame as it comes.
+    let reservation = if buffered {
+        let declared = declared.map_or(0, |len| len as usize);
+        let budgets = [admission.bytes(), route.policy.admission.bytes()];
+        match ByteBudget::reserve(&budgets, declared) {
+            Ok(reservation) => Some(reservation),
+            Err(over) => return Err(over.response()),
+        }
+    } else {
+        None
+    };
+    let (mut admitted, watch) = AdmittedBody::new(
+        body,
+        &config.name,
+        config.max_body_bytes,
+        admission.body_read_timeout,
+        reservation,
+    );
+    if !buffered {
+        // Errors surface while the body streams to Spin; the fallback
+        // policy reads the watch to know they were the client's.
+        parts.extensions.insert(watch);
+        return Ok((RequestBody::Streaming(Body::new(admitted)), None));
+    }
+    match (&mut admitted).collect().await {
+        Ok(collected) => {
+            let bytes = collected.to_bytes();
+            tracing::Span::current().record("http.request.body.size", bytes.len() as i64);
+            Ok((RequestBody::Buffered(bytes), admitted.take_reservation()))
+        }
+        Err(e) => Err(e.response()),
+    }
 }
 
 /// Serves `router` on `listener` with the default connection settings
