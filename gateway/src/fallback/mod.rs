@@ -282,7 +282,12 @@ pub async fn call_spin(
         .clone()
         .try_acquire_owned()
         .map_err(|_| Failure::Overloaded)?;
-    policy.budget.deposit();
+    // The budget only ever pays for retries: a route without them has no
+    // use for the bookkeeping (a lock and a clock read per request). A
+    // reload that turns retries on builds a fresh policy, budget included.
+    if route.retry.attempts > 0 {
+        policy.budget.deposit();
+    }
 
     let may_retry = route.retry.attempts > 0 && is_idempotent(&parts.method);
     // Made at the first retry: most requests never need one.

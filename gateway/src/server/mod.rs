@@ -15,7 +15,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Extension, Request, State};
+use axum::extract::{ConnectInfo, FromRef, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Router, body::Body};
 use bytes::Bytes;
@@ -46,11 +46,34 @@ use admission::{Admission, AdmittedBody, ByteBudget};
 /// the backend, and echoed in the response.
 pub const REQUEST_ID: &str = "x-request-id";
 
+/// What the public handlers share: the gateway (its current runtime,
+/// metrics and stats) and the admission budgets every request draws on.
+/// Router state rather than a request extension, so no per-request layer
+/// inserts it.
+#[derive(Clone)]
+struct Public {
+    gateway: Arc<Gateway>,
+    admission: Arc<Admission>,
+}
+
+impl FromRef<Public> for Arc<Gateway> {
+    fn from_ref(public: &Public) -> Self {
+        public.gateway.clone()
+    }
+}
+
+impl FromRef<Public> for Arc<Admission> {
+    fn from_ref(public: &Public) -> Self {
+        public.admission.clone()
+    }
+}
+
 /// The public router. Its admission limits (`[server]`) are read once, here:
 /// they size shared budgets, so a change takes a restart.
 pub fn public_router(gateway: Arc<Gateway>) -> Router {
     let request_id = http::HeaderName::from_static(REQUEST_ID);
     let admission = Arc::new(Admission::new(&gateway.current().config.server));
+    let state = Public { gateway, admission };
     Router::new()
         .route("/healthz", axum::routing::get(healthz))
         .route("/openapi.json", axum::routing::get(openapi::document))
@@ -59,8 +82,7 @@ pub fn public_router(gateway: Arc<Gateway>) -> Router {
             axum::routing::get(openapi::item_schema),
         )
         .fallback(handle)
-        .with_state(gateway)
-        .layer(Extension(admission))
+        .with_state(state)
         .layer(
             tower::ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
@@ -84,7 +106,7 @@ async fn healthz(State(gateway): State<Arc<Gateway>>) -> Response {
 /// happened.
 async fn handle(
     State(gateway): State<Arc<Gateway>>,
-    Extension(admission): Extension<Arc<Admission>>,
+    State(admission): State<Arc<Admission>>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {

@@ -79,31 +79,28 @@ impl Stats {
     fn with<R>(&self, route: &str, f: impl FnOnce(&mut RouteStats) -> R) -> R {
         let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
         // The key is copied once, when a route is first seen, not per request.
-        if !routes.contains_key(route) {
-            routes.insert(route.to_string(), RouteStats::default());
+        if let Some(stats) = routes.get_mut(route) {
+            return f(stats);
         }
-        match routes.get_mut(route) {
-            Some(stats) => f(stats),
-            None => f(&mut RouteStats::default()),
-        }
+        f(routes.entry(route.to_string()).or_default())
     }
 
     /// Records one answered request.
     pub fn request(&self, route: &str, backend: &str, took: Duration) {
         let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
         self.with(route, |r| {
-            if !r.latency.contains_key(backend) {
-                // 1 µs .. 1 h at 3 significant digits: valid bounds, so
-                // creation cannot fail; auto-resize covers outliers.
-                let Ok(mut h) = Histogram::new_with_bounds(1, 3_600_000_000, 3) else {
-                    return;
-                };
-                h.auto(true);
-                r.latency.insert(backend.to_string(), h);
-            }
             if let Some(h) = r.latency.get_mut(backend) {
                 let _ = h.record(micros);
+                return;
             }
+            // 1 µs .. 1 h at 3 significant digits: valid bounds, so
+            // creation cannot fail; auto-resize covers outliers.
+            let Ok(mut h) = Histogram::new_with_bounds(1, 3_600_000_000, 3) else {
+                return;
+            };
+            h.auto(true);
+            let _ = h.record(micros);
+            r.latency.insert(backend.to_string(), h);
         });
     }
 
