@@ -9,10 +9,16 @@
 //! are let through as probes: that many successes close the circuit, one
 //! failure opens it again.
 //!
+//! The window is counted in [`BUCKETS`] buckets of `window / BUCKETS`
+//! each, so an outcome leaves it a bucket at a time, and a breaker takes
+//! the same few hundred bytes and constant time per request at any request
+//! rate (a list of every outcome would hold an hour of traffic with the
+//! longest window, and scan it on every failure).
+//!
 //! Time is tokio's, so tests drive it with `tokio::time::pause`.
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -49,8 +55,73 @@ enum State {
 struct Inner {
     state: State,
     consecutive_failures: u32,
-    /// (time, failed) of recent outcomes while closed.
-    window: VecDeque<(Instant, bool)>,
+    /// Recent outcomes while closed.
+    window: Window,
+}
+
+/// How many buckets the failure-rate window is counted in.
+pub const BUCKETS: usize = 10;
+
+/// Outcomes of the last `window`, counted per bucket of `window / BUCKETS`.
+struct Window {
+    /// Where bucket 0 started; every bucket is numbered from here.
+    origin: Instant,
+    /// A bucket's span in nanoseconds (at least 1 ms).
+    bucket_nanos: u64,
+    /// The number of the newest bucket (its slot is `newest % BUCKETS`).
+    newest: u64,
+    /// (requests, failures) per slot.
+    counts: [(u64, u64); BUCKETS],
+    /// Sums over all slots.
+    total: u64,
+    failed: u64,
+}
+
+impl Window {
+    fn new(window: Duration, now: Instant) -> Self {
+        Window {
+            origin: now,
+            // At least 1 ms: the config's smallest window is 100 ms.
+            bucket_nanos: u64::try_from((window / BUCKETS as u32).as_nanos())
+                .unwrap_or(u64::MAX)
+                .max(1_000_000),
+            newest: 0,
+            counts: [(0, 0); BUCKETS],
+            total: 0,
+            failed: 0,
+        }
+    }
+
+    /// Counts one outcome at `now`, first dropping buckets that fell out.
+    fn record(&mut self, now: Instant, failed: bool) {
+        let elapsed = now.saturating_duration_since(self.origin).as_nanos();
+        let bucket = u64::try_from(elapsed).unwrap_or(u64::MAX) / self.bucket_nanos;
+        if bucket > self.newest {
+            // Every bucket between the newest and this one is stale (at
+            // most all of them, however long it was).
+            let stale = (bucket - self.newest).min(BUCKETS as u64);
+            for n in 1..=stale {
+                let slot = ((self.newest + n) % BUCKETS as u64) as usize;
+                let (total, failed) = std::mem::take(&mut self.counts[slot]);
+                self.total -= total;
+                self.failed -= failed;
+            }
+            self.newest = bucket;
+        }
+        let slot = (self.newest % BUCKETS as u64) as usize;
+        self.counts[slot].0 += 1;
+        self.total += 1;
+        if failed {
+            self.counts[slot].1 += 1;
+            self.failed += 1;
+        }
+    }
+
+    fn clear(&mut self) {
+        self.counts = [(0, 0); BUCKETS];
+        self.total = 0;
+        self.failed = 0;
+    }
 }
 
 /// One route's breaker; shared by all its requests.
@@ -91,12 +162,12 @@ impl CircuitBreaker {
     /// A closed breaker with `policy`.
     pub fn new(policy: CircuitPolicy) -> Self {
         CircuitBreaker {
-            policy,
             inner: Arc::new(Mutex::new(Inner {
                 state: State::Closed,
                 consecutive_failures: 0,
-                window: VecDeque::new(),
+                window: Window::new(policy.window, Instant::now()),
             })),
+            policy,
         }
     }
 
@@ -115,10 +186,9 @@ impl CircuitBreaker {
     /// half-open probe slots are taken): don't call it.
     pub fn try_acquire(&self) -> (Option<Attempt>, Option<Transition>) {
         let mut inner = lock(&self.inner);
-        let now = Instant::now();
         let mut transition = None;
         if let State::Open { until } = inner.state {
-            if now < until {
+            if Instant::now() < until {
                 return (None, None);
             }
             inner.state = State::HalfOpen {
@@ -198,23 +268,15 @@ impl Attempt {
             // changed; the state machine has moved on without it.
             return None;
         }
-        while inner
-            .window
-            .front()
-            .is_some_and(|(t, _)| now.duration_since(*t) > policy.window)
-        {
-            inner.window.pop_front();
-        }
-        inner.window.push_back((now, !success));
+        inner.window.record(now, !success);
         if success {
             inner.consecutive_failures = 0;
             return None;
         }
         inner.consecutive_failures += 1;
-        let total = inner.window.len() as u32;
-        let failed = inner.window.iter().filter(|(_, f)| *f).count() as u32;
-        let rate_tripped = total >= policy.min_requests
-            && f64::from(failed) / f64::from(total) >= policy.failure_rate;
+        let (total, failed) = (inner.window.total, inner.window.failed);
+        let rate_tripped = total >= u64::from(policy.min_requests)
+            && failed as f64 / total as f64 >= policy.failure_rate;
         if inner.consecutive_failures >= policy.consecutive_failures || rate_tripped {
             inner.state = State::Open {
                 until: now + policy.open_for,
@@ -349,6 +411,49 @@ mod tests {
         assert_eq!(call(&b, true), Some(None));
         assert_eq!(call(&b, false), Some(None));
         assert_eq!(b.state(), CircuitState::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn outcomes_leave_the_window_a_bucket_at_a_time() {
+        // 5 failures in 9 requests at t=0: never 3 in a row, under min_requests.
+        let fill = |b: &CircuitBreaker| {
+            for i in 0..9 {
+                assert_eq!(call(b, i % 2 == 1), Some(None), "call {i}");
+            }
+        };
+        let opened = Some(Some(Transition {
+            from: CircuitState::Closed,
+            to: CircuitState::Open,
+        }));
+        // Within the window (buckets of 1 s), the t=0 bucket still counts:
+        // 6 failures of 10.
+        let b = CircuitBreaker::new(policy());
+        fill(&b);
+        tokio::time::advance(Duration::from_millis(9_500)).await;
+        assert_eq!(call(&b, false), opened);
+        // A bucket later it has left: 1 request, under min_requests.
+        let b = CircuitBreaker::new(policy());
+        fill(&b);
+        tokio::time::advance(Duration::from_millis(10_500)).await;
+        assert_eq!(call(&b, false), Some(None));
+        assert_eq!(b.state(), CircuitState::Closed);
+    }
+
+    #[test]
+    fn the_window_holds_only_its_own_span_of_traffic() {
+        let start = Instant::now();
+        let mut w = Window::new(Duration::from_secs(10), start);
+        // One outcome per millisecond for a minute, every tenth a failure.
+        for ms in 0..60_000u64 {
+            w.record(start + Duration::from_millis(ms), ms % 10 == 0);
+        }
+        // The last 10 s, to a bucket (1 s): 9,001 to 10,000 outcomes.
+        assert!((9_001..=10_000).contains(&w.total), "total {}", w.total);
+        assert_eq!(w.failed, w.total / 10, "failures {}", w.failed);
+        assert_eq!(w.counts.iter().map(|c| c.0).sum::<u64>(), w.total);
+        // A long silence empties it.
+        w.record(start + Duration::from_secs(3_600), false);
+        assert_eq!((w.total, w.failed), (1, 0));
     }
 
     #[tokio::test(start_paused = true)]
