@@ -320,8 +320,9 @@ async fn admitted_request(
     }
     let buffered = fallback::needs_buffered_body(config, Some(&runtime.spin), &parts.method);
     // A request without a body (most GETs) has nothing to admit, time or
-    // watch: no byte can arrive late, run over a limit or break off.
-    // Kept until the backend has answered: the buffered bytes live as long.
+    // watch: no byte can arrive late, run over a limit or break off. Any
+    // other body's byte reservation (`_held`) is kept until the backend
+    // has answered: the buffered bytes live as long.
     let (body, _held) = if http_body::Body::is_end_stream(&body) {
         let empty = if buffered {
             RequestBody::Buffered(Bytes::new())
