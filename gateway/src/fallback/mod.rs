@@ -285,11 +285,12 @@ pub async fn call_spin(
     // The budget only ever pays for retries: a route without them has no
     // use for the bookkeeping (a lock and a clock read per request). A
     // reload that turns retries on builds a fresh policy, budget included.
-    if route.retry.attempts > 0 {
+    let retries = route.retry.attempts > 0;
+    if retries {
         policy.budget.deposit();
     }
 
-    let may_retry = route.retry.attempts > 0 && is_idempotent(&parts.method);
+    let may_retry = retries && is_idempotent(&parts.method);
     // Made at the first retry: most requests never need one.
     let mut backoff = None;
     // Read after a failure, to tell the client's faults from Spin's.
