@@ -31,9 +31,29 @@ fn deny(root: &Path, manifest: &str) -> Command {
     cmd
 }
 
+/// Downloads every crate of a workspace's lock file, for every platform.
+///
+/// `cargo deny --offline` reads the metadata of every package in the lock
+/// file, including crates only a target other than this host's pulls in
+/// (`web-sys`, `windows-sys`) and dev-dependencies no build has needed yet.
+/// A build downloads only what it compiles, so on a machine with an empty
+/// registry the offline check would fail on the first crate it has never
+/// seen. `cargo fetch` without `--target` takes them all, and is a no-op
+/// once they are cached.
+fn fetch_all_platforms(root: &Path, manifest: &str) -> Result<()> {
+    run(Command::new(cargo())
+        .current_dir(root)
+        .arg("fetch")
+        .arg("--locked")
+        .arg("--manifest-path")
+        .arg(root.join(manifest)))
+}
+
 /// Runs the checks; fails on any license, ban, source or advisory error.
 pub fn check(root: &Path) -> Result<()> {
     for manifest in WORKSPACES {
+        println!("xtask: cargo fetch --locked ({manifest}, every platform, for the offline checks)");
+        fetch_all_platforms(root, manifest)?;
         println!("xtask: cargo deny check licenses bans sources ({manifest})");
         run(deny(root, manifest).args([
             "check",

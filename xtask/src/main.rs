@@ -197,11 +197,26 @@ fn build_gateway(root: &Path) -> Result<()> {
 }
 
 /// Runs a command to completion, failing with the command line on error.
+///
+/// Each command's wall time is printed when it ends, so a slow first run
+/// on a fresh machine shows where its time went.
 pub(crate) fn run(cmd: &mut Command) -> Result<()> {
     let shown = format!("{cmd:?}");
+    let started = std::time::Instant::now();
     let status = cmd
         .status()
         .with_context(|| format!("could not start {shown}"))?;
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let args: Vec<String> = cmd
+        .get_args()
+        .take(4)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    println!(
+        "xtask: {:.1} s: {program} {}",
+        started.elapsed().as_secs_f64(),
+        args.join(" ")
+    );
     if !status.success() {
         bail!("command failed ({status}): {shown}");
     }
