@@ -2,9 +2,12 @@
 # Static checks for observability/: Prometheus configs and rules (promtool),
 # rule unit tests, and the Grafana dashboard (JSON parse, every panel's expr
 # printed, every metric name checked against the gateway's metrics and the
-# recording rules). Exits non-zero on any failure.
-# Needs promtool (Debian: apt-get install prometheus) and python3.
-# Cannot check: that Grafana, the Collector or docker compose accept the files.
+# recording rules; the dashboard against Grafana's schema). Exits non-zero on
+# any failure.
+# Needs promtool (Debian: apt-get install prometheus), python3 and the
+# packages in requirements.txt (pip install -r observability/requirements.txt).
+# Cannot check: that a running Grafana renders the dashboard, or that the
+# Collector or docker compose accept their files.
 set -uo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -43,11 +46,13 @@ HISTOGRAMS = {
     'gateway_native_queue_duration_seconds',
     'gateway_native_compute_duration_seconds',
     'gateway_shadow_duration_seconds',
+    'gateway_shadow_latency_ratio',
 }
 OTHERS = {
     'gateway_fallbacks_total', 'gateway_shed_total',
     'gateway_circuit_transitions_total', 'gateway_circuit_state',
     'gateway_in_flight_requests', 'gateway_shadow_comparisons_total',
+    'gateway_wasm_instances',
 }
 allowed = set(OTHERS)
 for h in HISTOGRAMS:
@@ -98,8 +103,10 @@ for p in walk(dash.get('panels', [])):
         expr = t.get('expr', '')
         print('[%2s] %s / %s: %s' % (p.get('id'), title, t.get('refId'), expr))
         check_expr('panel %r' % title, expr)
-        # Every per-route query follows the $route variable.
-        if 'gateway_in_flight_requests' not in expr and '$route' not in expr:
+        # Every per-route query follows the $route variable (in-flight
+        # requests and Wasm instance slots have no route label).
+        unrouted = ('gateway_in_flight_requests', 'gateway_wasm_instances')
+        if not any(m in expr for m in unrouted) and '$route' not in expr:
             errors.append('panel %r: expr does not use $route: %r' % (title, expr))
 
 variables = {v['name']: v for v in dash.get('templating', {}).get('list', [])}
@@ -114,6 +121,11 @@ for e in errors:
 sys.exit(1 if errors else 0)
 PY
 run "dashboard grafana/dashboards/gateway.json" python3 -c "$DASHBOARD_CHECK"
+
+# The dashboard against Grafana's schema (grafana-foundation-sdk) and the
+# project's rules: see grafana/validate_dashboard.py. Needs the packages in
+# requirements.txt; it says how to install them when they are missing.
+run "validate_dashboard.py (Grafana schema)" python3 grafana/validate_dashboard.py
 
 # YAML syntax of the other files, when PyYAML is present.
 if python3 -c 'import yaml' 2>/dev/null; then
