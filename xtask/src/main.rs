@@ -184,7 +184,11 @@ fn build_components(root: &Path, tc: &WasmToolchain) -> Result<()> {
     run(&mut cmd)
 }
 
-/// Builds the gateway binary (release) for `up`.
+/// Builds the gateway binary (release) for `up`, and says how big it is.
+///
+/// The release profile splits the line tables into `gateway.dwp` beside the
+/// binary (see the root `Cargo.toml`): the binary is what ships, the `.dwp`
+/// is only needed for file:line in backtraces.
 fn build_gateway(root: &Path) -> Result<()> {
     println!("xtask: building the gateway");
     run(Command::new(cargo()).current_dir(root).args([
@@ -193,7 +197,19 @@ fn build_gateway(root: &Path) -> Result<()> {
         "--locked",
         "-p",
         "gateway",
-    ]))
+    ]))?;
+    let release = root.join("target/release");
+    let size = |name: &str| {
+        std::fs::metadata(release.join(name))
+            .map(|m| format!("{:.1} MiB", m.len() as f64 / f64::from(1u32 << 20)))
+            .unwrap_or_else(|_| "absent".to_string())
+    };
+    println!(
+        "xtask: target/release/gateway is {}; its line tables, target/release/gateway.dwp, {}",
+        size("gateway"),
+        size("gateway.dwp")
+    );
+    Ok(())
 }
 
 /// Runs a command to completion, failing with the command line on error.
