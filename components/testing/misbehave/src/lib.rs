@@ -11,6 +11,10 @@
 //!   more when the host reuses instances (the state reuse makes visible).
 //! * `/headers` — 200 with the request headers the component received, one
 //!   `name: value` per line (what a host or gateway let through).
+//! * `/empty` — 200 with an empty body;
+//! * `/no-content` — 204, `/not-modified` — 304, both without a body;
+//! * `/sized` — 200 `sized`, with the `content-length: 5` the component
+//!   declares itself.
 //!
 //! Not in `spin.toml`: it is never deployed.
 
@@ -43,9 +47,20 @@ fn handle(req: IncomingRequest) -> Response {
                 .collect();
             text(200, &lines.join("\n"))
         }
+        "empty" => Response::builder().status(200).body(Vec::new()).build(),
+        "no-content" => Response::builder().status(204).body(Vec::new()).build(),
+        "not-modified" => Response::builder().status(304).body(Vec::new()).build(),
+        "sized" => Response::builder()
+            .status(200)
+            .header("content-type", "text/plain")
+            .header("content-length", "5")
+            .body("sized")
+            .build(),
         other => text(
             404,
-            &format!("unknown behaviour {other:?}; try ok, trap, loop, hog, count or headers"),
+            &format!(
+                "unknown behaviour {other:?}; try ok, trap, loop, hog, count, headers, empty, no-content, not-modified or sized"
+            ),
         ),
     }
 }
