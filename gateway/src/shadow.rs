@@ -9,6 +9,13 @@
 //! and in the bytes they hold (request and answer bodies): when either is
 //! full the sample is dropped (and counted), so a shadow never delays or
 //! fails a real request and never holds more than [`MAX_BUFFERED_BYTES`].
+//!
+//! Each pair also times one request on both paths: the Wasm/native
+//! duration ratio, per request-size class, is the like-for-like answer to
+//! "how much slower is Wasm for my requests" (`gateway.shadow.latency_ratio`
+//! and `/admin/stats`). A replay costs a core, so none is taken while the
+//! gateway is busy (see [`Shadow::sample`]): it never competes with real
+//! traffic, and the skipped samples are counted as `skipped_busy`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,10 +27,12 @@ use http_body_util::BodyExt;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
+use crate::config::RouteConfig;
 use crate::fallback::clone_parts;
 use crate::runtime::Runtime;
 use crate::spin::RequestBody;
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::size_class::SizeClass;
 use crate::telemetry::stats::Stats;
 
 /// Samples waiting for a shadow run; beyond this, new samples are dropped.
@@ -68,6 +77,9 @@ pub struct Shadow {
     buffered: Arc<AtomicUsize>,
     metrics: Arc<Metrics>,
     stats: Arc<Stats>,
+    /// CPU cores: more backend calls in flight than this and a replay
+    /// would take a core from real traffic.
+    cores: usize,
 }
 
 impl Job {
@@ -96,7 +108,30 @@ impl Shadow {
             buffered,
             metrics,
             stats,
+            cores: std::thread::available_parallelism().map_or(1, usize::from),
         }
+    }
+
+    /// Whether to replay this request of `route`: drawn at the route's
+    /// `shadow.sample` rate, then skipped (and counted as `skipped_busy`)
+    /// while the gateway is busy, which is when the requests inside a
+    /// backend call reach the number of cores or half of `[server]
+    /// max_in_flight`, whichever is lower: a replay then would compete with
+    /// real traffic for CPU. Decided before the request is served, so a
+    /// skipped sample costs no copy of its answer.
+    pub fn sample(&self, runtime: &Runtime, route: &RouteConfig) -> bool {
+        if route.shadow_sample <= 0.0 || rand::random::<f64>() >= route.shadow_sample {
+            return false;
+        }
+        let half = runtime.config.server.max_in_flight / 2;
+        let busy_at = self.cores.min(half).max(1);
+        let in_flight = usize::try_from(self.metrics.backend_calls_in_flight()).unwrap_or(0);
+        if in_flight >= busy_at {
+            self.metrics.shadow(&route.name, "skipped_busy");
+            self.stats.shadow(&route.name, "skipped_busy");
+            return false;
+        }
+        true
     }
 
     /// Queues a sample, or drops (and counts) it when the queue is full
@@ -141,15 +176,19 @@ async fn run(job: Job, metrics: &Metrics, stats: &Stats) {
     } else {
         "native"
     };
+    let class = SizeClass::of(job.body.len() as u64);
     let span = tracing::info_span!(
         parent: &job.parent,
         "shadow",
         gateway.route = %route.name,
+        gateway.size_class = class.as_str(),
+        http.request.body.size = job.body.len() as i64,
         gateway.shadow.primary_backend = %job.primary_backend,
         gateway.shadow.backend = shadow_backend,
         gateway.shadow.primary_ms = job.primary_took.as_secs_f64() * 1000.0,
         gateway.shadow.shadow_ms = tracing::field::Empty,
         gateway.shadow.match = tracing::field::Empty,
+        gateway.shadow.latency_ratio = tracing::field::Empty,
     );
     let started = Instant::now();
     let answer = async {
@@ -186,6 +225,14 @@ async fn run(job: Job, metrics: &Metrics, stats: &Stats) {
     let result = if matched { "match" } else { "mismatch" };
     metrics.shadow(&route.name, result);
     stats.shadow(&route.name, result);
+    // Timed only when the shadow answered: a failed run says nothing of
+    // how long the work takes.
+    let ratio = answer.as_ref().map(|_| pair_ratio(&job, took));
+    if let Some(ratio) = ratio {
+        span.record("gateway.shadow.latency_ratio", ratio);
+        metrics.shadow_ratio(&route.name, class, ratio);
+    }
+    stats.pair(&route.name, class, ratio, matched);
     if !matched {
         let (status, body) = answer.unwrap_or((0, Bytes::new()));
         tracing::warn!(
@@ -199,5 +246,35 @@ async fn run(job: Job, metrics: &Metrics, stats: &Stats) {
             shadow_body = %String::from_utf8_lossy(&body[..body.len().min(LOGGED_BYTES)]),
             "shadow mismatch between the Wasm and native answers"
         );
+    }
+}
+
+/// Wasm / native duration of the job's request, whichever way round the
+/// primary and its shadow (`shadow_took`) ran.
+fn pair_ratio(job: &Job, shadow_took: Duration) -> f64 {
+    if job.primary_backend == "native" {
+        latency_ratio(shadow_took, job.primary_took)
+    } else {
+        latency_ratio(job.primary_took, shadow_took)
+    }
+}
+
+/// Wasm duration / native duration (a native run too short to time counts
+/// as one microsecond).
+fn latency_ratio(wasm: Duration, native: Duration) -> f64 {
+    wasm.as_secs_f64() / native.as_secs_f64().max(1e-6)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::latency_ratio;
+    use std::time::Duration;
+
+    #[test]
+    fn the_ratio_is_wasm_over_native() {
+        let ms = Duration::from_millis;
+        assert_eq!(latency_ratio(ms(6), ms(2)), 3.0);
+        assert_eq!(latency_ratio(ms(1), ms(4)), 0.25);
+        assert!(latency_ratio(ms(1), Duration::ZERO).is_finite());
     }
 }

@@ -54,6 +54,8 @@ match = {{ method = "POST", path = "/validate" }}
 backend = "auto"
 spin_path = "/validate"
 native = "validate"
+# Counted Spin calls: no shadow replays (on by default for auto).
+shadow = {{ sample = 0 }}
 timeout_ms = 300
 max_body_bytes = 16777216
 concurrency = {concurrency}

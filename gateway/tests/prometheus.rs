@@ -445,6 +445,8 @@ match = {{ method = "POST", path = "/validate" }}
 backend = "auto"
 spin_path = "/validate"
 native = "validate"
+# Counted Spin calls: no shadow replays (on by default for auto).
+shadow = {{ sample = 0 }}
 timeout_ms = 300
 max_body_bytes = 16777216
 circuit = {{ consecutive_failures = 1, open_ms = 60000, half_open_probes = 1, min_requests = 1000 }}

@@ -266,6 +266,7 @@ async fn spans_for_both_paths(protocol: &str) {
     // Native path by the size rule, in a new trace.
     let big = common::big_batch(2_000);
     assert!(big.len() > 262_144);
+    let big_len = big.len();
     let native = post_batch(&gw, big, None).await;
     assert_eq!(native.headers()["x-gateway-backend"], "native");
     gw.stop().await;
@@ -303,6 +304,7 @@ async fn spans_for_both_paths(protocol: &str) {
         ("http.response.status_code", "200"),
         ("gateway.route", "validate"),
         ("gateway.backend", "spin-embedded"),
+        ("gateway.size_class", "le_1KiB"),
         ("client.address", "127.0.0.1"),
     ] {
         assert_eq!(
@@ -312,7 +314,12 @@ async fn spans_for_both_paths(protocol: &str) {
         );
     }
     assert!(server.attrs.contains_key("server.address"), "{server:#?}");
+    assert!(
+        server.attrs.contains_key("http.request.body.size"),
+        "{server:#?}"
+    );
     let spin = child_of(&spans, server, "spin");
+    assert_eq!(spin.attrs["gateway.size_class"], "le_1KiB");
     assert_eq!(spin.attrs["gateway.backend"], "spin-embedded");
     assert_eq!(spin.attrs["gateway.route"], "validate");
     assert_eq!(spin.attrs["http.response.status_code"], "200");
@@ -335,7 +342,15 @@ async fn spans_for_both_paths(protocol: &str) {
         .unwrap_or_else(|| panic!("no native server span: {spans:#?}"));
     assert_ne!(server.trace, CLIENT_TRACE);
     assert_eq!(server.attrs["gateway.fallback.reason"], "size");
+    // The big batch's class, on the server span and the backend's.
+    assert_eq!(server.attrs["gateway.size_class"], "le_4MiB");
+    assert_eq!(
+        server.attrs["http.request.body.size"],
+        big_len.to_string(),
+        "{server:#?}"
+    );
     let native = child_of(&spans, server, "native");
+    assert_eq!(native.attrs["gateway.size_class"], "le_4MiB");
     assert_eq!(native.attrs["gateway.backend"], "native");
     assert_eq!(native.attrs["gateway.fallback.reason"], "size");
     assert_eq!(native.attrs["validate.items"], "2000");

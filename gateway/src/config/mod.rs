@@ -49,6 +49,10 @@ pub struct Reuse {
     pub idle: Duration,
 }
 
+/// `shadow.sample` of an `auto` route (both paths) that leaves it out: one
+/// request in a hundred is replayed on the other path and compared.
+pub const DEFAULT_SHADOW_SAMPLE: f64 = 0.01;
+
 /// `[server].header_read_timeout_ms` when the file leaves it out.
 pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
 /// `[server].body_read_timeout_ms` when the file leaves it out.
@@ -242,7 +246,8 @@ pub struct RouteConfig {
     /// Bodies larger than this go straight to native (`auto` only).
     pub native_above_bytes: Option<usize>,
     /// Fraction of requests replayed on the other backend and compared
-    /// (0 = off); needs both `spin_path` and `native`.
+    /// (0 = off); needs both `spin_path` and `native`. An `auto` route
+    /// without a `shadow` table gets [`DEFAULT_SHADOW_SAMPLE`].
     pub shadow_sample: f64,
 }
 

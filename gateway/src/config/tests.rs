@@ -491,3 +491,20 @@ fn component_reuse_is_parsed_with_defaults_and_checked() {
         "unknown field",
     );
 }
+
+#[test]
+fn an_auto_route_shadows_one_percent_by_default_and_zero_turns_it_off() {
+    assert_eq!(validate_route(&base("")).shadow_sample, DEFAULT_SHADOW_SAMPLE);
+    assert_eq!(DEFAULT_SHADOW_SAMPLE, 0.01);
+    let builtin = Config::builtin().unwrap();
+    assert_eq!(builtin.route("validate").unwrap().shadow_sample, 0.01);
+    // Spin-only routes have no second path to compare with.
+    assert_eq!(builtin.route("list").unwrap().shadow_sample, 0.0);
+    let off = validate_route(&base("shadow = { sample = 0 }"));
+    assert_eq!(off.shadow_sample, 0.0);
+    let all = validate_route(&base("shadow = { sample = 1.0 }"));
+    assert_eq!(all.shadow_sample, 1.0);
+    // A native route with both paths compares only when asked to.
+    let native = base("").replace("backend = \"auto\"", "backend = \"native\"");
+    assert_eq!(validate_route(&native).shadow_sample, 0.0);
+}

@@ -670,6 +670,11 @@ fn route_config(
     };
 
     let shadow_sample = match &route.shadow {
+        // Where a route has both paths and may use either, a few of its
+        // requests are compared by default: the paired evidence.
+        None if backend == BackendKind::Auto && spin_path.is_some() && native.is_some() => {
+            super::DEFAULT_SHADOW_SAMPLE
+        }
         None => 0.0,
         Some(shadow) => {
             let sample = &shadow.get_ref().sample;

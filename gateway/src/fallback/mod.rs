@@ -37,6 +37,7 @@ use crate::problem::{Problem, ProblemResponse};
 use crate::server::admission::{HeldSlot, RouteAdmission};
 use crate::spin::{RequestBody, SpinBackend, SpinError};
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::size_class::{BodySize, SizeClass};
 use circuit::CircuitBreaker;
 use tracing::Instrument;
 
@@ -249,6 +250,7 @@ async fn native(
         gateway.route = %route.name,
         gateway.backend = "native",
         gateway.fallback.reason = reason,
+        gateway.size_class = SizeClass::of(bytes.len() as u64).as_str(),
         http.request.body.size = bytes.len() as i64,
         validate.items = tracing::field::Empty,
     );
@@ -295,6 +297,7 @@ pub async fn call_spin(
     let mut backoff = None;
     // Read after a failure, to tell the client's faults from Spin's.
     let watch = crate::server::admission::body_watch(&parts);
+    let size = BodySize::buffered(&body).or_else(|| BodySize::declared(&parts.headers));
     // An attempt that may be retried sends a copy of the head; the last
     // possible one sends the head itself.
     let mut parts = Some(parts);
@@ -325,7 +328,8 @@ pub async fn call_spin(
             gateway.route = %route.name,
             gateway.backend = spin.label(),
             gateway.attempt = i64::from(route.retry.attempts - retries_left + 1),
-            http.request.body.size = buffered.as_ref().map_or(0, |b| b.len() as i64),
+            gateway.size_class = BodySize::class(size).as_str(),
+            http.request.body.size = size.map(|s| s.0 as i64),
             http.response.status_code = tracing::field::Empty,
             error.type = tracing::field::Empty,
             validate.items = tracing::field::Empty,

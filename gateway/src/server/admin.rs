@@ -140,6 +140,7 @@ async fn show_config(State(gateway): State<Arc<Gateway>>) -> Response {
                     "on": r.fallback_on.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
                     "native_above_bytes": r.native_above_bytes,
                 },
+                "shadow": { "sample": r.shadow_sample },
             })
         })
         .collect();

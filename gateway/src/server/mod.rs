@@ -40,6 +40,7 @@ use crate::runtime::{RouteRuntime, Runtime};
 use crate::shadow;
 use crate::spin::RequestBody;
 use crate::telemetry::propagation;
+use crate::telemetry::size_class::BodySize;
 use admission::{Admission, AdmittedBody, ByteBudget};
 
 /// The request id header: taken from the client or generated, passed to
@@ -140,6 +141,7 @@ async fn handle(
         gateway.route = route.map(|r| r.config.name.as_str()),
         gateway.backend = tracing::field::Empty,
         gateway.fallback.reason = tracing::field::Empty,
+        gateway.size_class = tracing::field::Empty,
         http.request.body.size = tracing::field::Empty,
         http.response.body.size = tracing::field::Empty,
         http.response.status_code = tracing::field::Empty,
@@ -157,6 +159,7 @@ async fn handle(
         Ok(permit) => (Some(permit), None),
         Err(busy) => (None, Some(busy.response())),
     };
+    let declared = BodySize::declared(request.headers());
     let mut slots = admission::Slots {
         gateway: permit,
         ..Default::default()
@@ -219,10 +222,11 @@ async fn handle(
         headers.insert(fallback::FALLBACK_HEADER, HeaderValue::from_static(reason));
     }
     let route_name = route.map_or("unmatched", |r| r.config.name.as_str());
+    let class = BodySize::record(&span, BodySize::of(&response, declared));
     gateway
         .metrics
-        .request(route_name, answered.backend, &method, status, took);
-    gateway.stats.request(route_name, answered.backend, took);
+        .request(route_name, answered.backend, class, &method, status, took);
+    gateway.stats.request(route_name, answered.backend, class, took);
     if let Some(reason) = answered.fallback {
         span.record("gateway.fallback.reason", reason);
         gateway.metrics.fallback(route_name, reason);
@@ -349,13 +353,14 @@ async fn admitted_request(
 
     // Keep what a shadow replay needs before the request is consumed.
     let sampled = match &body {
-        RequestBody::Buffered(bytes)
-            if config.shadow_sample > 0.0 && rand::random::<f64>() < config.shadow_sample =>
-        {
+        RequestBody::Buffered(bytes) if gateway.shadow.sample(runtime, config) => {
             Some((fallback::clone_parts(&parts), bytes.clone()))
         }
         _ => None,
     };
+    // A sample's primary is timed like its shadow, from the backend call on.
+    let started = if sampled.is_some() { Instant::now() } else { started };
+    let size = BodySize::buffered(&body);
     // The shadow replays to the same component path; copied only then.
     let shadow_path = if sampled.is_some() {
         spin_path.clone()
@@ -377,6 +382,7 @@ async fn admitted_request(
         client,
     ))
     .await;
+    let response = BodySize::tag(response, size);
     let Some((shadow_parts, shadow_body)) = sampled else {
         return response;
     };

@@ -20,6 +20,7 @@ use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 
 use super::OtlpTarget;
+use super::size_class::SizeClass;
 use crate::fallback::circuit::CircuitState;
 use spin_host::PoolStats;
 
@@ -28,6 +29,12 @@ use spin_host::PoolStats;
 const LATENCY_BUCKETS: [f64; 18] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25,
     0.5, 1.0, 2.5, 10.0, 30.0,
+];
+
+/// Buckets of `gateway.shadow.latency_ratio` (Wasm / native duration of
+/// one request): fine around 1 (as fast), coarse towards the extremes.
+pub const RATIO_BUCKETS: [f64; 13] = [
+    0.125, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 16.0,
 ];
 
 /// The instruments, and the registry `/metrics` renders.
@@ -42,6 +49,7 @@ pub struct Metrics {
     native_queue: Histogram<f64>,
     native_compute: Histogram<f64>,
     shadow_duration: Histogram<f64>,
+    shadow_ratio: Histogram<f64>,
     fallbacks: Counter<u64>,
     shed: Counter<u64>,
     circuit_transitions: Counter<u64>,
@@ -115,7 +123,7 @@ impl Metrics {
             pool: std::sync::OnceLock::new(),
             request_duration: seconds(
                 "gateway.request.duration",
-                "Time to answer a public request, by route, backend and status",
+                "Time to answer a public request, by route, backend, request size class and status",
             ),
             instantiate_duration: seconds(
                 "gateway.wasm.instantiate.duration",
@@ -133,6 +141,16 @@ impl Metrics {
                 "gateway.shadow.duration",
                 "Duration of the shadow run on the other backend",
             ),
+            shadow_ratio: meter
+                .f64_histogram("gateway.shadow.latency_ratio")
+                // Dimensionless. Not unit "1": the Prometheus exporter would
+                // append `_ratio` to the name a second time.
+                .with_description(
+                    "Wasm duration / native duration of the same request (a shadow pair), \
+                     by route and request size class",
+                )
+                .with_boundaries(RATIO_BUCKETS.to_vec())
+                .build(),
             fallbacks: meter
                 .u64_counter("gateway.fallbacks")
                 .with_description("Requests answered by native instead of Spin, by reason")
@@ -148,7 +166,8 @@ impl Metrics {
             shadow_comparisons: meter
                 .u64_counter("gateway.shadow.comparisons")
                 .with_description(
-                    "Shadow comparisons of Wasm and native answers: match, mismatch, dropped",
+                    "Shadow comparisons of Wasm and native answers: match, mismatch, dropped \
+                     (queue full), skipped_busy (not run: the gateway was busy)",
                 )
                 .build(),
             circuit_state: meter
@@ -177,11 +196,12 @@ impl Metrics {
             .unwrap_or_else(|e| format!("# metrics encoding failed: {e}\n"))
     }
 
-    /// One answered public request.
+    /// One answered public request, whose body was in `size_class`.
     pub fn request(
         &self,
         route: &str,
         backend: &'static str,
+        size_class: SizeClass,
         method: &http::Method,
         status: StatusCode,
         took: Duration,
@@ -204,6 +224,7 @@ impl Metrics {
             &[
                 KeyValue::new("route", self.names.get(route)),
                 KeyValue::new("backend", backend),
+                KeyValue::new("size_class", size_class.as_str()),
                 KeyValue::new("method", method),
                 KeyValue::new("status", self.names.get(status.as_str())),
             ],
@@ -269,7 +290,8 @@ impl Metrics {
         self.circuit_state(route, to);
     }
 
-    /// A shadow comparison outcome: `match`, `mismatch` or `dropped`.
+    /// A shadow comparison outcome: `match`, `mismatch`, `dropped` or
+    /// `skipped_busy`.
     pub fn shadow(&self, route: &str, result: &'static str) {
         self.shadow_comparisons.add(
             1,
@@ -289,6 +311,23 @@ impl Metrics {
                 KeyValue::new("backend", self.names.get(backend)),
             ],
         );
+    }
+
+    /// Wasm / native duration of one request run on both paths.
+    pub fn shadow_ratio(&self, route: &str, size_class: SizeClass, ratio: f64) {
+        self.shadow_ratio.record(
+            ratio,
+            &[
+                KeyValue::new("route", self.names.get(route)),
+                KeyValue::new("size_class", size_class.as_str()),
+            ],
+        );
+    }
+
+    /// Requests inside a backend call right now, over every backend (the
+    /// sum of `gateway.in_flight.requests`).
+    pub fn backend_calls_in_flight(&self) -> i64 {
+        self.in_flight.total()
     }
 
     /// Counts a request in flight on `backend` until the guard drops. An
@@ -374,6 +413,12 @@ impl InFlightCounts {
         self.slot(index)
     }
 
+    fn total(&self) -> i64 {
+        (0..Self::BACKENDS.len())
+            .map(|index| self.slot(index).load(Ordering::Relaxed))
+            .sum()
+    }
+
     fn observe(&self, observer: &dyn opentelemetry::metrics::AsyncInstrument<i64>) {
         let seen = self.seen.load(Ordering::Relaxed);
         for (index, backend) in Self::BACKENDS.iter().enumerate() {
@@ -443,7 +488,14 @@ mod tests {
         let took = Duration::from_millis(3);
         for method in ["GET", "BREW", "X-MINT-A-SERIES-1", "X-MINT-A-SERIES-2"] {
             let method = http::Method::from_bytes(method.as_bytes()).expect("a valid token");
-            metrics.request("hello", "spin-embedded", &method, StatusCode::OK, took);
+            metrics.request(
+                "hello",
+                "spin-embedded",
+                SizeClass::Le1KiB,
+                &method,
+                StatusCode::OK,
+                took,
+            );
         }
         let text = metrics.render();
         let series = |method: &str| {
@@ -468,5 +520,42 @@ mod tests {
         assert!(std::ptr::eq(first.as_str(), again.as_str()));
         assert_eq!(names.get("list").as_str(), "list");
         assert_eq!(names.0.load().len(), 2);
+    }
+
+    #[test]
+    fn durations_carry_the_size_class_and_ratios_their_own_buckets() {
+        let metrics = Metrics::new(None).expect("metrics");
+        let took = Duration::from_millis(3);
+        for class in [SizeClass::Le1KiB, SizeClass::Le4MiB, SizeClass::Le4MiB] {
+            metrics.request("validate", "native", class, &http::Method::POST, StatusCode::OK, took);
+        }
+        metrics.shadow_ratio("validate", SizeClass::Le16KiB, 1.1);
+        let text = metrics.render();
+        let count = |family: &str, class: &str| {
+            text.lines()
+                .filter(|l| l.starts_with(&format!("{family}{{")))
+                .find(|l| l.contains(&format!("size_class=\"{class}\"")))
+                .and_then(|l| l.rsplit(' ').next())
+                .map(str::to_string)
+        };
+        let durations = "gateway_request_duration_seconds_count";
+        assert_eq!(count(durations, "le_1KiB").as_deref(), Some("1"), "{text}");
+        assert_eq!(count(durations, "le_4MiB").as_deref(), Some("2"), "{text}");
+        let ratios = "gateway_shadow_latency_ratio_count";
+        assert_eq!(count(ratios, "le_16KiB").as_deref(), Some("1"), "{text}");
+        // 1.1 falls in (1, 1.25].
+        let bucket = |le: &str| {
+            text.lines()
+                .find(|l| {
+                    l.starts_with("gateway_shadow_latency_ratio_bucket{")
+                        && l.contains(&format!("le=\"{le}\""))
+                })
+                .and_then(|l| l.rsplit(' ').next())
+                .map(str::to_string)
+        };
+        assert_eq!(bucket("1").as_deref(), Some("0"), "{text}");
+        assert_eq!(bucket("1.25").as_deref(), Some("1"), "{text}");
+        assert_eq!(bucket("0.125").as_deref(), Some("0"), "{text}");
+        assert_eq!(bucket("16").as_deref(), Some("1"), "{text}");
     }
 }

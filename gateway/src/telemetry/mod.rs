@@ -8,10 +8,13 @@
 //!   Prometheus text format on the admin listener and over OTLP.
 //! * [`stats::Stats`] keeps the per-route, per-backend latency histograms
 //!   the built-in `/dashboard` reads, with no external service.
+//! * [`size_class`] buckets requests by body size, so Wasm and native are
+//!   compared on equal work.
 //! * [`propagation`] reads and writes W3C `traceparent` headers.
 
 pub mod metrics;
 pub mod propagation;
+pub mod size_class;
 pub mod stats;
 
 use std::sync::atomic::{AtomicU64, Ordering};
