@@ -26,6 +26,9 @@ fn manifests_and_containerfile_pass_the_offline_validator() {
     );
     // The run validated something and checked itself on broken copies.
     assert!(stdout.contains("SpinApp/items"), "{stdout}");
-    assert!(stdout.contains("caught: grace period below drain_ms"), "{stdout}");
+    assert!(
+        stdout.contains("caught: grace period below drain_ms"),
+        "{stdout}"
+    );
     assert!(stdout.contains("all checks passed"), "{stdout}");
 }
