@@ -981,3 +981,134 @@ async fn a_route_byte_budget_sheds_that_route_only() {
     let answer = gw.exchange(&validate).await;
     assert_eq!(answer.status, 200, "{}", answer.describe());
 }
+
+/// `GET /items` with `Host: test`, `Connection: close` and `fields`.
+fn get_with_fields(fields: &[(String, String)]) -> Vec<u8> {
+    let mut raw = String::from("GET /items HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+    for (name, value) in fields {
+        raw.push_str(&format!("{name}: {value}\r\n"));
+    }
+    raw.push_str("\r\n");
+    raw.into_bytes()
+}
+
+/// The header fields of [`get_with_fields`] besides `fields`, as
+/// (count, bytes of names and values).
+const FIXED_FIELDS: (usize, usize) = (2, "host".len() + 4 + "connection".len() + 5);
+
+/// Header fields that, with [`FIXED_FIELDS`], are exactly `count` fields
+/// of exactly `bytes` (names and values), the first seven of them of the
+/// largest size a field may have.
+fn fields_totalling(count: usize, bytes: usize) -> Vec<(String, String)> {
+    let big = server::header_limits::MAX_FIELD_BYTES;
+    let mut fields: Vec<(String, String)> = (0..7)
+        .map(|i| {
+            let name = format!("x-big-{i}");
+            let value = "b".repeat(big - name.len());
+            (name, value)
+        })
+        .collect();
+    let fillers = count - FIXED_FIELDS.0 - fields.len();
+    let mut left = bytes - FIXED_FIELDS.1 - fields.len() * big;
+    for i in 0..fillers {
+        let name = format!("x-f-{i:02}");
+        let share = if i + 1 == fillers {
+            left - name.len()
+        } else {
+            (left / (fillers - i)).min(left) - name.len()
+        };
+        left -= name.len() + share;
+        fields.push((name, "f".repeat(share)));
+    }
+    fields
+}
+
+fn limit_problem(answer: &Raw, case: &str, limit: &str, says: &[&str]) {
+    let problem = answer.problem(431, case);
+    assert_eq!(problem["limit"], limit, "{case}: {problem}");
+    let detail = problem["detail"].as_str().unwrap_or_default();
+    for words in says {
+        assert!(detail.contains(words), "{case}: {detail:?} says {words:?}");
+    }
+    assert_eq!(
+        answer.header("x-gateway-backend").as_deref(),
+        Some("gateway"),
+        "{case}"
+    );
+    assert!(answer.closed, "{case}: the connection is closed");
+}
+
+#[tokio::test]
+async fn a_header_field_over_8_kib_is_431_naming_the_limit() {
+    let gw = start(Mode::Embedded).await;
+    let fields = [("X-Big".to_string(), "a".repeat(9 * 1024))];
+    let answer = gw.exchange(&get_with_fields(&fields)).await;
+    limit_problem(
+        &answer,
+        "one 9 KiB header",
+        "header-field-bytes",
+        &["`x-big` is 9221 bytes", "at most 8192 bytes"],
+    );
+}
+
+#[tokio::test]
+async fn header_fields_over_64_kib_together_are_431_naming_the_limit() {
+    let gw = start(Mode::Embedded).await;
+    // Nine fields of 8,000 bytes: each under the field limit, 72,000 in all.
+    let fields: Vec<(String, String)> = (0..9)
+        .map(|i| (format!("x-part-{i}"), "p".repeat(8000 - 8)))
+        .collect();
+    let answer = gw.exchange(&get_with_fields(&fields)).await;
+    limit_problem(
+        &answer,
+        "nine 8,000-byte headers",
+        "header-section-bytes",
+        &["72023 bytes together", "at most 65536 bytes"],
+    );
+}
+
+#[tokio::test]
+async fn a_head_at_every_limit_is_served_and_one_byte_more_is_not() {
+    let gw = start(Mode::Embedded).await;
+    let limits = server::header_limits::HeaderLimits::default();
+    let fields = fields_totalling(limits.max_fields, limits.max_section_bytes);
+    let sizes: Vec<usize> = fields.iter().map(|(n, v)| n.len() + v.len()).collect();
+    assert_eq!(fields.len() + FIXED_FIELDS.0, 100);
+    assert_eq!(sizes.iter().sum::<usize>() + FIXED_FIELDS.1, 65536);
+    assert_eq!(sizes.iter().max(), Some(&8192));
+    let answer = gw.exchange(&get_with_fields(&fields)).await;
+    assert_eq!(answer.status, 200, "at the limits: {}", answer.describe());
+
+    let mut over = fields.clone();
+    if let Some((_, value)) = over.last_mut() {
+        value.push('f');
+    }
+    let answer = gw.exchange(&get_with_fields(&over)).await;
+    limit_problem(
+        &answer,
+        "one byte over",
+        "header-section-bytes",
+        &["65537 bytes together"],
+    );
+}
+
+#[tokio::test]
+async fn more_than_100_header_fields_are_431() {
+    let gw = start(Mode::Embedded).await;
+    let fields = |n: usize| -> Vec<(String, String)> {
+        (0..n)
+            .map(|i| (format!("x-header-{i}"), i.to_string()))
+            .collect()
+    };
+    let answer = gw.exchange(&get_with_fields(&fields(99))).await;
+    limit_problem(
+        &answer,
+        "101 header fields",
+        "header-count",
+        &["101 header fields", "at most 100"],
+    );
+    // Far past the limit the HTTP parser refuses the head itself.
+    let answer = gw.exchange(&get_with_fields(&fields(1000))).await;
+    assert_eq!(answer.status, 431, "1,000 headers: {}", answer.head);
+    assert!(answer.closed, "1,000 headers: the connection is closed");
+}

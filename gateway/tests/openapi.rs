@@ -64,17 +64,81 @@ impl Spec {
         }
     }
 
+    /// A validator for the schema at `pointer` in the document.
+    fn validator(&self, what: &str, pointer: &str) -> jsonschema::Validator {
+        let registry = Registry::new()
+            .draft(Draft::Draft202012)
+            .add(DOC_URI, self.doc.clone())
+            .and_then(|r| r.add(ITEM_URI, self.item.clone()))
+            .and_then(|r| r.prepare())
+            .expect("the registry builds");
+        jsonschema::options()
+            .with_draft(Draft::Draft202012)
+            .with_registry(&registry)
+            .should_validate_formats(true)
+            .build(&json!({ "$ref": format!("{DOC_URI}#{}", fragment(pointer)) }))
+            .unwrap_or_else(|e| panic!("{what}: the documented schema compiles: {e}"))
+    }
+
+    /// Asserts that the headers the response at `response` documents as
+    /// required are there, and that every documented one present has a
+    /// value its schema allows.
+    fn check_headers(&self, what: &str, response: &str, headers: &[(String, String)]) {
+        let documented = self
+            .doc
+            .pointer(&format!("{response}/headers"))
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        for name in documented.keys() {
+            let header = self.deref(format!("{response}/headers/{}", escape(name)));
+            let spec = self.doc.pointer(&header).expect("the header resolves");
+            let value = headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v);
+            let Some(value) = value else {
+                assert!(
+                    spec["required"] != true,
+                    "{what}: the required header {name} is missing; got {headers:?}"
+                );
+                continue;
+            };
+            let schema = spec["schema"].clone();
+            let instance = if schema["type"] == "integer" {
+                value
+                    .parse::<i64>()
+                    .map(Value::from)
+                    .unwrap_or(json!(value))
+            } else {
+                json!(value)
+            };
+            let validator = self.validator(what, &format!("{header}/schema"));
+            assert!(
+                validator.is_valid(&instance),
+                "{what}: header {name}: {value:?} does not match {schema}"
+            );
+        }
+    }
+
     /// Asserts that an answer to `method template` is documented and
-    /// conforms; `what` names the case in failures.
+    /// conforms (status, content type, headers, body); `what` names the
+    /// case in failures.
+    #[allow(clippy::too_many_arguments)]
     fn check(
         &self,
         what: &str,
         method: &str,
         template: &str,
         status: u16,
-        content_type: &str,
+        headers: &[(String, String)],
         body: &[u8],
     ) {
+        let content_type = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_default();
         let operation = format!("/paths/{}/{}", escape(template), method.to_lowercase());
         assert!(
             self.doc.pointer(&operation).is_some(),
@@ -87,6 +151,7 @@ impl Spec {
                 String::from_utf8_lossy(body)
             );
         };
+        self.check_headers(what, &response, headers);
         let Some(content) = documented.get("content").and_then(Value::as_object) else {
             assert!(body.is_empty(), "{what}: {status} documents no body");
             return;
@@ -100,18 +165,7 @@ impl Spec {
         let instance: Value = serde_json::from_slice(body)
             .unwrap_or_else(|e| panic!("{what}: the body is JSON ({e})"));
         let schema_pointer = format!("{response}/content/{}/schema", escape(media));
-        let registry = Registry::new()
-            .draft(Draft::Draft202012)
-            .add(DOC_URI, self.doc.clone())
-            .and_then(|r| r.add(ITEM_URI, self.item.clone()))
-            .and_then(|r| r.prepare())
-            .expect("the registry builds");
-        let validator = jsonschema::options()
-            .with_draft(Draft::Draft202012)
-            .with_registry(&registry)
-            .should_validate_formats(true)
-            .build(&json!({ "$ref": format!("{DOC_URI}#{}", fragment(&schema_pointer)) }))
-            .unwrap_or_else(|e| panic!("{what}: the documented schema compiles: {e}"));
+        let validator = self.validator(what, &schema_pointer);
         let errors: Vec<String> = validator
             .iter_errors(&instance)
             .map(|e| format!("{} at {}", e, e.instance_path()))
@@ -138,14 +192,18 @@ impl Spec {
         }
         let response = request.send().await.expect("sent");
         let status = response.status().as_u16();
-        let content_type = response
+        let headers: Vec<(String, String)> = response
             .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).to_string(),
+                )
+            })
+            .collect();
         let bytes = response.bytes().await.expect("body");
-        self.check(what, method, template, status, &content_type, &bytes);
+        self.check(what, method, template, status, &headers, &bytes);
         (
             status,
             serde_json::from_slice(&bytes).unwrap_or(Value::Null),
@@ -190,6 +248,12 @@ fn the_document_is_valid_openapi_3_1() {
         let responses = doc["paths"][path][method]["responses"]
             .as_object()
             .unwrap_or_else(|| panic!("{method} {path} is documented"));
+        for status in ["431", "500", "503", "504"] {
+            assert!(
+                responses.contains_key(status),
+                "{method} {path} documents {status}: any request can get it"
+            );
+        }
         let spec = Spec::new(doc.clone());
         for (status, _) in responses {
             let pointer = spec.deref(format!(
@@ -205,6 +269,33 @@ fn the_document_is_valid_openapi_3_1() {
             }
         }
     }
+    // Creation has its own request schema: the item's members, each by
+    // reference, less the server-assigned `created_at`; and a batch has
+    // nothing beside `items`. (The server refuses both with 400.)
+    let item = load("schemas/item.schema.json");
+    let new_item = &doc["components"]["schemas"]["NewItem"];
+    let members: serde_json::Map<String, Value> = item["properties"]
+        .as_object()
+        .expect("the item has properties")
+        .keys()
+        .filter(|name| name.as_str() != "created_at")
+        .map(|name| {
+            let reference = format!("item.schema.json#/properties/{name}");
+            (name.clone(), json!({ "$ref": reference }))
+        })
+        .collect();
+    assert_eq!(new_item["properties"], Value::Object(members));
+    assert_eq!(new_item["required"], item["required"]);
+    assert_eq!(new_item["additionalProperties"], false);
+    assert_eq!(
+        doc["paths"]["/items"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/NewItem"
+    );
+    assert_eq!(
+        doc["components"]["schemas"]["Batch"]["additionalProperties"],
+        false
+    );
+
     // The item schema is referenced, not copied.
     let text = std::fs::read_to_string(repo_root().join("schemas/openapi.json")).unwrap();
     assert!(text.contains("\"$ref\": \"item.schema.json\""));
@@ -425,38 +516,108 @@ async fn every_operation_answers_as_documented() {
     assert_eq!(status, 415);
     // 413 from the declared length alone (raw: the body is never sent).
     let addr = gw.base.trim_start_matches("http://");
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(b"POST /validate HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n")
-        .await
-        .unwrap();
-    // The gateway answers and closes (the unread body makes the
-    // connection unusable): read to the end.
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut raw))
-        .await
-        .expect("no hang")
-        .expect("read");
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").expect("a response");
-    let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let content_type = head
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("content-type")
-                .then(|| value.trim())
-        })
-        .unwrap_or_default();
+    let (status, headers, body) = raw_exchange(
+        addr,
+        b"POST /validate HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n",
+    )
+    .await;
     assert_eq!(status, 413);
     spec.check(
         "validate, too large",
         "POST",
         "/validate",
         status,
-        content_type,
-        body.as_bytes(),
+        &headers,
+        &body,
     );
+    // 413 for more items than a batch may have.
+    let (status, problem) = spec
+        .request(
+            "validate, 10,001 items",
+            base,
+            "POST",
+            "/validate",
+            "/validate",
+            Some(("application/json", common::big_batch(10_001))),
+        )
+        .await;
+    assert_eq!(status, 413);
+    assert_eq!(problem["max_items"], 10_000, "{problem}");
+    // 400 for what the document forbids: a member beside `items`, and a
+    // client's `created_at` on create.
+    let (status, problem) = spec
+        .request(
+            "validate, extra member",
+            base,
+            "POST",
+            "/validate",
+            "/validate",
+            json_body(json!({"items": [], "extra": 1})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("unexpected member")),
+        "{problem}"
+    );
+    let (status, problem) = spec
+        .request(
+            "create, created_at",
+            base,
+            "POST",
+            "/items",
+            "/items",
+            json_body(json!({"name": "stamped", "created_at": "2025-01-01T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(problem["errors"][0]["code"], "server-assigned", "{problem}");
+
+    // 431 for a head over a limit, on every operation.
+    for (method, path, template) in [
+        ("GET", "/items", "/items"),
+        ("POST", "/items", "/items"),
+        ("GET", "/items/1", "/items/{id}"),
+        ("POST", "/validate", "/validate"),
+    ] {
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nX-Big: {}\r\n\r\n",
+            "b".repeat(9 * 1024)
+        );
+        let (status, headers, body) = raw_exchange(addr, head.as_bytes()).await;
+        assert_eq!(status, 431, "{method} {path}");
+        spec.check("a 9 KiB header", method, template, status, &headers, &body);
+    }
+}
+
+/// Sends `request` on a fresh connection and reads the answer to the end
+/// (the gateway closes after each of these answers): status, headers,
+/// body.
+async fn raw_exchange(addr: &str, request: &[u8]) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut raw))
+        .await
+        .expect("no hang")
+        .expect("read");
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head");
+    let head = String::from_utf8_lossy(&raw[..end]).to_string();
+    let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            Some((name.trim().to_string(), value.trim().to_string()))
+        })
+        .collect();
+    (status, headers, raw[end + 4..].to_vec())
 }
 
 #[tokio::test]

@@ -12,8 +12,11 @@
 //!   sees the head), so the first head of each connection is looked at as
 //!   it is read. Hyper closes the connection after any such request, so a
 //!   later one on the same connection is framed safely either way.
-//! * Header size and count limits are hyper's (100 headers, ~400 KiB of
-//!   head): beyond them hyper answers `431` and closes.
+//! * Request heads are held to [`header_limits`]: one header field at
+//!   most 8 KiB, all of them at most 64 KiB, at most 100 fields, else `431`
+//!   in problem+json naming the limit. Hyper's own bounds (twice the field
+//!   count, its ~400 KiB read buffer) stay behind them as a backstop: past
+//!   those hyper answers a bare `431` and closes.
 //! * On shutdown the listener is closed at once (new connections are
 //!   refused), idle connections are closed, and requests in flight get up
 //!   to `drain` to finish before their connections are cut.
@@ -39,8 +42,9 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
-use tower::ServiceExt;
+use tower::{Layer, ServiceExt};
 
+use super::header_limits::{self, HeaderLimits, HeaderLimitsLayer};
 use crate::config::ServerLimits;
 use crate::problem::{Problem, ProblemResponse};
 
@@ -51,6 +55,8 @@ pub struct ListenerOptions {
     pub header_read_timeout: Duration,
     /// On shutdown, how long requests in flight may still take.
     pub drain: Duration,
+    /// The size limits of a request head.
+    pub headers: HeaderLimits,
 }
 
 impl Default for ListenerOptions {
@@ -64,6 +70,7 @@ impl From<&ServerLimits> for ListenerOptions {
         ListenerOptions {
             header_read_timeout: limits.header_read_timeout,
             drain: limits.drain,
+            headers: HeaderLimits::default(),
         }
     }
 }
@@ -85,7 +92,8 @@ pub async fn serve(
     let mut http1 = hyper::server::conn::http1::Builder::new();
     http1
         .timer(TokioTimer::new())
-        .header_read_timeout(options.header_read_timeout);
+        .header_read_timeout(options.header_read_timeout)
+        .max_headers(options.headers.parser_max_fields());
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
@@ -103,7 +111,8 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let ambiguous = Arc::new(AtomicBool::new(false));
         let io = TokioIo::new(FirstHead::new(stream, ambiguous.clone()));
-        let service = connection_service(router.clone(), remote, ambiguous);
+        let limited = HeaderLimitsLayer::new(options.headers).layer(router.clone());
+        let service = connection_service(limited, remote, ambiguous);
         let connection = graceful.watch(http1.serve_connection(io, service));
         connections.spawn(async move {
             if let Err(e) = connection.await {
@@ -136,10 +145,11 @@ pub async fn serve(
     Ok(Drained { cut_off })
 }
 
-/// The per-connection service: the router, with the client's address, and
-/// the ambiguous-length check on the connection's first request.
+/// The per-connection service: the router (behind the head limits), with
+/// the client's address, and the ambiguous-length check on the
+/// connection's first request.
 fn connection_service(
-    router: Router,
+    router: header_limits::HeaderLimited<Router>,
     remote: SocketAddr,
     ambiguous: Arc<AtomicBool>,
 ) -> impl hyper::service::Service<
@@ -172,9 +182,12 @@ fn ambiguous_length() -> Response {
          (RFC 9112 section 6.3), so it is refused",
     ))
     .into_response();
-    response
-        .headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    headers.insert(
+        crate::fallback::BACKEND_HEADER,
+        HeaderValue::from_static("gateway"),
+    );
     response
 }
 
