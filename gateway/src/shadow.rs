@@ -227,7 +227,9 @@ async fn run(job: Job, metrics: &Metrics, stats: &Stats) {
     stats.shadow(&route.name, result);
     // Timed only when the shadow answered: a failed run says nothing of
     // how long the work takes.
-    let ratio = answer.as_ref().map(|_| pair_ratio(&job, took));
+    let ratio = answer
+        .as_ref()
+        .map(|_| pair_ratio(&job.primary_backend, job.primary_took, took));
     if let Some(ratio) = ratio {
         span.record("gateway.shadow.latency_ratio", ratio);
         metrics.shadow_ratio(&route.name, class, ratio);
@@ -249,13 +251,13 @@ async fn run(job: Job, metrics: &Metrics, stats: &Stats) {
     }
 }
 
-/// Wasm / native duration of the job's request, whichever way round the
-/// primary and its shadow (`shadow_took`) ran.
-fn pair_ratio(job: &Job, shadow_took: Duration) -> f64 {
-    if job.primary_backend == "native" {
-        latency_ratio(shadow_took, job.primary_took)
+/// Wasm / native duration of one request, whichever way round the primary
+/// (answered by `primary_backend`) and its shadow ran.
+fn pair_ratio(primary_backend: &str, primary_took: Duration, shadow_took: Duration) -> f64 {
+    if primary_backend == "native" {
+        latency_ratio(shadow_took, primary_took)
     } else {
-        latency_ratio(job.primary_took, shadow_took)
+        latency_ratio(primary_took, shadow_took)
     }
 }
 
@@ -267,7 +269,7 @@ fn latency_ratio(wasm: Duration, native: Duration) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::latency_ratio;
+    use super::{latency_ratio, pair_ratio};
     use std::time::Duration;
 
     #[test]
@@ -276,5 +278,10 @@ mod tests {
         assert_eq!(latency_ratio(ms(6), ms(2)), 3.0);
         assert_eq!(latency_ratio(ms(1), ms(4)), 0.25);
         assert!(latency_ratio(ms(1), Duration::ZERO).is_finite());
+        // Wasm answered in 6 ms and its native shadow took 2 ms, or the
+        // other way round: the same request, the same ratio's meaning.
+        assert_eq!(pair_ratio("spin-embedded", ms(6), ms(2)), 3.0);
+        assert_eq!(pair_ratio("spin-external", ms(6), ms(2)), 3.0);
+        assert_eq!(pair_ratio("native", ms(2), ms(6)), 3.0);
     }
 }

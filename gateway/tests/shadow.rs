@@ -239,9 +239,9 @@ async fn each_pair_gives_the_wasm_native_ratio_of_one_request_per_size_class() {
     // Its buckets are the ratio buckets, from 1/8 to 16.
     for le in ["0.125", "0.75", "1", "1.25", "16", "+Inf"] {
         assert!(
-            text.lines().any(|l| l
-                .starts_with("gateway_shadow_latency_ratio_bucket{")
-                && l.contains(&format!("le=\"{le}\""))),
+            text.lines()
+                .any(|l| l.starts_with("gateway_shadow_latency_ratio_bucket{")
+                    && l.contains(&format!("le=\"{le}\""))),
             "bucket {le}: {text}"
         );
     }

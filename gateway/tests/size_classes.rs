@@ -153,10 +153,10 @@ async fn a_request_without_a_body_is_in_the_smallest_class() {
     response.bytes().await.unwrap();
     let text = common::admin_metrics(&gw.admin).await;
     assert!(
-        text.lines().any(|l| l
-            .starts_with("gateway_request_duration_seconds_count{")
-            && l.contains("route=\"list\"")
-            && l.contains("size_class=\"le_1KiB\"")),
+        text.lines()
+            .any(|l| l.starts_with("gateway_request_duration_seconds_count{")
+                && l.contains("route=\"list\"")
+                && l.contains("size_class=\"le_1KiB\"")),
         "{text}"
     );
 }

@@ -494,7 +494,10 @@ fn component_reuse_is_parsed_with_defaults_and_checked() {
 
 #[test]
 fn an_auto_route_shadows_one_percent_by_default_and_zero_turns_it_off() {
-    assert_eq!(validate_route(&base("")).shadow_sample, DEFAULT_SHADOW_SAMPLE);
+    assert_eq!(
+        validate_route(&base("")).shadow_sample,
+        DEFAULT_SHADOW_SAMPLE
+    );
     assert_eq!(DEFAULT_SHADOW_SAMPLE, 0.01);
     let builtin = Config::builtin().unwrap();
     assert_eq!(builtin.route("validate").unwrap().shadow_sample, 0.01);

@@ -8,7 +8,6 @@
 
 pub mod admin;
 pub mod admission;
-pub mod header_limits;
 pub mod listener;
 mod openapi;
 
@@ -227,7 +226,9 @@ async fn handle(
     gateway
         .metrics
         .request(route_name, answered.backend, class, &method, status, took);
-    gateway.stats.request(route_name, answered.backend, class, took);
+    gateway
+        .stats
+        .request(route_name, answered.backend, class, took);
     if let Some(reason) = answered.fallback {
         span.record("gateway.fallback.reason", reason);
         gateway.metrics.fallback(route_name, reason);
@@ -360,7 +361,7 @@ async fn admitted_request(
         _ => None,
     };
     // A sample's primary is timed like its shadow, from the backend call on.
-    let started = if sampled.is_some() { Instant::now() } else { started };
+    let started = sampled.as_ref().map_or(started, |_| Instant::now());
     let size = BodySize::buffered(&body);
     // The shadow replays to the same component path; copied only then.
     let shadow_path = if sampled.is_some() {

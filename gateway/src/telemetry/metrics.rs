@@ -527,7 +527,14 @@ mod tests {
         let metrics = Metrics::new(None).expect("metrics");
         let took = Duration::from_millis(3);
         for class in [SizeClass::Le1KiB, SizeClass::Le4MiB, SizeClass::Le4MiB] {
-            metrics.request("validate", "native", class, &http::Method::POST, StatusCode::OK, took);
+            metrics.request(
+                "validate",
+                "native",
+                class,
+                &http::Method::POST,
+                StatusCode::OK,
+                took,
+            );
         }
         metrics.shadow_ratio("validate", SizeClass::Le16KiB, 1.1);
         let text = metrics.render();

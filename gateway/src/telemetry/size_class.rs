@@ -122,7 +122,11 @@ impl BodySize {
     /// length); `None` when neither is known (a chunked body streamed to
     /// Spin, counted in the smallest class).
     pub fn of(response: &Response, fallback: Option<BodySize>) -> Option<BodySize> {
-        response.extensions().get::<BodySize>().copied().or(fallback)
+        response
+            .extensions()
+            .get::<BodySize>()
+            .copied()
+            .or(fallback)
     }
 
     /// Marks `response` as the answer to a body of `size`.
@@ -144,7 +148,10 @@ impl BodySize {
         let class = Self::class(size);
         span.record("gateway.size_class", class.as_str());
         if let Some(BodySize(bytes)) = size.filter(|s| s.0 > 0) {
-            span.record("http.request.body.size", i64::try_from(bytes).unwrap_or(i64::MAX));
+            span.record(
+                "http.request.body.size",
+                i64::try_from(bytes).unwrap_or(i64::MAX),
+            );
         }
         class
     }
@@ -182,7 +189,10 @@ mod tests {
             ["le_1KiB", "le_16KiB", "le_256KiB", "le_4MiB", "gt_4MiB"]
         );
         let labels: Vec<_> = SizeClass::ALL.iter().map(|c| c.label()).collect();
-        assert_eq!(labels, ["≤ 1 KiB", "≤ 16 KiB", "≤ 256 KiB", "≤ 4 MiB", "> 4 MiB"]);
+        assert_eq!(
+            labels,
+            ["≤ 1 KiB", "≤ 16 KiB", "≤ 256 KiB", "≤ 4 MiB", "> 4 MiB"]
+        );
         for (i, class) in SizeClass::ALL.into_iter().enumerate() {
             assert_eq!(class.index(), i);
             // Each class's upper limit is in it; one byte more is not.
@@ -197,7 +207,10 @@ mod tests {
     #[test]
     fn a_body_read_here_wins_over_the_declared_length() {
         let mut headers = HeaderMap::new();
-        headers.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from_static("70000"));
+        headers.insert(
+            http::header::CONTENT_LENGTH,
+            http::HeaderValue::from_static("70000"),
+        );
         let declared = BodySize::declared(&headers);
         assert_eq!(declared, Some(BodySize(70_000)));
         let untagged = Response::new(axum::body::Body::empty());

@@ -305,7 +305,8 @@ fn paired_snapshots(paired: &PerClass<Pairs>) -> Vec<PairedSnapshot> {
             let p = paired[class.index()].as_ref()?;
             let compared = p.matched + p.mismatched;
             let pairs = p.ratios.len();
-            let ratio = |q: f64| (pairs > 0).then(|| p.ratios.value_at_quantile(q) as f64 / RATIO_SCALE);
+            let ratio =
+                |q: f64| (pairs > 0).then(|| p.ratios.value_at_quantile(q) as f64 / RATIO_SCALE);
             Some(PairedSnapshot {
                 size_class: class.as_str(),
                 label: class.label(),
@@ -333,9 +334,19 @@ mod tests {
     fn percentiles_per_route_and_backend() {
         let stats = Stats::default();
         for ms in 1..=100 {
-            stats.request("validate", "native", SizeClass::Le1KiB, Duration::from_millis(ms));
+            stats.request(
+                "validate",
+                "native",
+                SizeClass::Le1KiB,
+                Duration::from_millis(ms),
+            );
         }
-        stats.request("validate", "spin-embedded", SizeClass::Le1KiB, Duration::from_millis(7));
+        stats.request(
+            "validate",
+            "spin-embedded",
+            SizeClass::Le1KiB,
+            Duration::from_millis(7),
+        );
         stats.fallback("validate", "timeout");
         stats.fallback("validate", "timeout");
         stats.shadow("validate", "match");
@@ -366,26 +377,52 @@ mod tests {
         // Native only ever saw big bodies, Wasm only small ones, except
         // for a few small ones native answered too.
         for _ in 0..10 {
-            stats.request("validate", "native", SizeClass::Le4MiB, Duration::from_millis(40));
-            stats.request("validate", "spin-embedded", SizeClass::Le1KiB, Duration::from_millis(2));
+            stats.request(
+                "validate",
+                "native",
+                SizeClass::Le4MiB,
+                Duration::from_millis(40),
+            );
+            stats.request(
+                "validate",
+                "spin-embedded",
+                SizeClass::Le1KiB,
+                Duration::from_millis(2),
+            );
         }
         for _ in 0..3 {
-            stats.request("validate", "native", SizeClass::Le1KiB, Duration::from_millis(1));
+            stats.request(
+                "validate",
+                "native",
+                SizeClass::Le1KiB,
+                Duration::from_millis(1),
+            );
         }
         let snap = stats.snapshot();
         let route = &snap.routes[0];
         let classes: Vec<_> = route.classes.iter().map(|c| c.size_class).collect();
-        assert_eq!(classes, ["le_1KiB", "le_4MiB"], "classes with traffic, in size order");
+        assert_eq!(
+            classes,
+            ["le_1KiB", "le_4MiB"],
+            "classes with traffic, in size order"
+        );
         let small = &route.classes[0];
         assert_eq!(small.label, "≤ 1 KiB");
         let count = |c: &ClassSnapshot, backend: &str| {
-            c.backends.iter().find(|b| b.backend == backend).map(|b| b.count)
+            c.backends
+                .iter()
+                .find(|b| b.backend == backend)
+                .map(|b| b.count)
         };
         assert_eq!(count(small, "native"), Some(3));
         assert_eq!(count(small, "spin-embedded"), Some(10));
         let big = &route.classes[1];
         assert_eq!(count(big, "native"), Some(10));
-        assert_eq!(count(big, "spin-embedded"), None, "no Wasm data for big bodies");
+        assert_eq!(
+            count(big, "spin-embedded"),
+            None,
+            "no Wasm data for big bodies"
+        );
         // The overall figures are unchanged.
         assert_eq!(route.backends.iter().map(|b| b.count).sum::<u64>(), 23);
     }
@@ -394,7 +431,12 @@ mod tests {
     fn paired_ratios_per_class() {
         let stats = Stats::default();
         for i in 1..=100 {
-            stats.pair("validate", SizeClass::Le16KiB, Some(f64::from(i) / 10.0), i % 4 != 0);
+            stats.pair(
+                "validate",
+                SizeClass::Le16KiB,
+                Some(f64::from(i) / 10.0),
+                i % 4 != 0,
+            );
         }
         // A shadow that failed: compared (a mismatch), no ratio.
         stats.pair("validate", SizeClass::Le16KiB, None, false);
@@ -407,7 +449,11 @@ mod tests {
         assert_eq!(p.pairs, 100);
         assert_eq!((p.matched, p.mismatched), (75, 26));
         assert!((p.match_rate - 75.0 / 101.0).abs() < 1e-9, "{p:?}");
-        let (p10, p50, p90) = (p.ratio_p10.unwrap(), p.ratio_p50.unwrap(), p.ratio_p90.unwrap());
+        let (p10, p50, p90) = (
+            p.ratio_p10.unwrap(),
+            p.ratio_p50.unwrap(),
+            p.ratio_p90.unwrap(),
+        );
         assert!((p10 - 1.0).abs() < 0.01, "{p:?}");
         assert!((p50 - 5.0).abs() < 0.01, "{p:?}");
         assert!((p90 - 9.0).abs() < 0.01, "{p:?}");
