@@ -6,26 +6,30 @@
 //! pre-linked component, which is what makes Spin's instance-per-request
 //! model affordable.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
-use crate::bindings::fermyon::spin::{sqlite, variables as spin_variables};
+use crate::interfaces::LoadContext;
+use crate::manifest::ComponentDecl;
 use crate::pool::{InstancePool, policies_in_order};
 use crate::routes::Router;
-use crate::sqlite::SqliteAccess;
 use crate::wasi::{ComponentCtx, HostState};
-use crate::{HostConfig, LoadError, limits, manifest, variables};
+use crate::{AppInterfaces, HostConfig, LoadError, limits, manifest};
 
 /// Interfaces this host implements, for error messages.
-const SUPPORTED: &str = "wasi:cli, wasi:clocks, wasi:filesystem (no preopens), wasi:io, \
-wasi:random, wasi:sockets (all denied), wasi:http@0.2 (outbound denied), \
-fermyon:spin/sqlite@2.0.0 and fermyon:spin/variables@2.0.0";
+fn supported() -> String {
+    format!(
+        "wasi:cli, wasi:clocks, wasi:filesystem (no preopens), wasi:io, wasi:random, \
+         wasi:sockets (all denied), wasi:http@0.2 (outbound denied), {}",
+        AppInterfaces::WIT.join(", ")
+    )
+}
 
 /// A compiled, linked component ready to instantiate.
 pub(crate) struct LoadedComponent {
@@ -47,6 +51,8 @@ pub(crate) struct AppInner {
     pub config: HostConfig,
     /// Instance slots, and warm instances of components that reuse them.
     pub pool: Arc<InstancePool>,
+    /// The Spin interfaces' app-wide state (databases, stores, variables).
+    pub interfaces: AppInterfaces,
 }
 
 impl AppInner {
@@ -57,98 +63,25 @@ impl AppInner {
             path: manifest_path.to_path_buf(),
             message,
         })?;
-        let app_vars = variables::resolve_app_variables(
-            &manifest.variables,
-            |k| std::env::var(k).ok(),
-            &config.variables,
-        )
-        .map_err(LoadError::Variables)?;
-
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             LoadError::Setup(format!(
                 "cannot create data dir {}: {e}",
                 config.data_dir.display()
             ))
         })?;
+        let interfaces = AppInterfaces::load(&LoadContext {
+            config: &config,
+            manifest: &manifest,
+        })?;
 
         let engine = build_engine(&config)?;
         let linker = build_linker(&engine)?;
-
-        let mut known_dbs: HashSet<String> = HashSet::from(["default".to_string()]);
-        for c in &manifest.components {
-            known_dbs.extend(c.sqlite_databases.iter().cloned());
-        }
-
-        let mut components = Vec::with_capacity(manifest.components.len());
-        for decl in &manifest.components {
-            let variables = variables::component_variables(&decl.id, &decl.variables, &app_vars)
-                .map_err(LoadError::Variables)?;
-            if !decl.allowed_outbound_hosts.is_empty() {
-                tracing::warn!(
-                    component = %decl.id,
-                    hosts = ?decl.allowed_outbound_hosts,
-                    "allowed_outbound_hosts is not supported by the embedded host; outbound requests will be denied"
-                );
-            }
-            let component_err = |message: String| LoadError::Component {
-                component: decl.id.clone(),
-                message,
-            };
-            let bytes = std::fs::read(&decl.source).map_err(|e| {
-                component_err(format!(
-                    "cannot read {}: {e} (build the components first, e.g. `cargo xtask build`)",
-                    decl.source.display()
-                ))
-            })?;
-            let t0 = Instant::now();
-            let component = Component::new(&engine, &bytes).map_err(|e| {
-                component_err(format!("cannot compile {}: {e:#}", decl.source.display()))
-            })?;
-            let compiled_in = t0.elapsed();
-            let pre = linker
-                .instantiate_pre(&component)
-                .map_err(|e| component_err(link_error_message(&format!("{e:#}"))))?;
-            let pre = ProxyPre::new(pre).map_err(|e| {
-                component_err(format!(
-                    "it does not export wasi:http/incoming-handler@0.2 (is it an HTTP component?): {e:#}"
-                ))
-            })?;
-            tracing::info!(component = %decl.id, ?compiled_in, bytes = bytes.len(), "compiled component");
-            components.push(LoadedComponent {
-                ctx: Arc::new(ComponentCtx {
-                    id: decl.id.clone(),
-                    environment: decl
-                        .environment
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect(),
-                    variables,
-                    sqlite: SqliteAccess {
-                        data_dir: config.data_dir.clone(),
-                        allowed: decl.sqlite_databases.iter().cloned().collect(),
-                        known: known_dbs.clone(),
-                    },
-                }),
-                pre,
-            });
-        }
-
-        let index: HashMap<&str, usize> = manifest
+        let components = manifest
             .components
             .iter()
-            .enumerate()
-            .map(|(i, c)| (c.id.as_str(), i))
-            .collect();
-        let routes = manifest.triggers.iter().filter_map(|t| {
-            index
-                .get(t.component.as_str())
-                .map(|i| (t.route.as_str(), *i))
-        });
-        let router =
-            Router::build(&manifest.base, routes).map_err(|message| LoadError::Manifest {
-                path: manifest_path.to_path_buf(),
-                message,
-            })?;
+            .map(|decl| load_component(&engine, &linker, &interfaces, decl))
+            .collect::<Result<Vec<_>, _>>()?;
+        let router = build_router(manifest_path, &manifest)?;
 
         let ids: Vec<String> = manifest.components.iter().map(|c| c.id.clone()).collect();
         let reuse = policies_in_order(&ids, &config.reuse).map_err(LoadError::Setup)?;
@@ -170,8 +103,81 @@ impl AppInner {
             components,
             config,
             pool,
+            interfaces,
         })
     }
+}
+
+/// Reads, compiles and pre-links one component, with what each interface
+/// grants it.
+fn load_component(
+    engine: &Engine,
+    linker: &Linker<HostState>,
+    interfaces: &AppInterfaces,
+    decl: &ComponentDecl,
+) -> Result<LoadedComponent, LoadError> {
+    let grants = interfaces.grants(decl)?;
+    if !decl.allowed_outbound_hosts.is_empty() {
+        tracing::warn!(
+            component = %decl.id,
+            hosts = ?decl.allowed_outbound_hosts,
+            "allowed_outbound_hosts is not supported by the embedded host; outbound requests will be denied"
+        );
+    }
+    let component_err = |message: String| LoadError::Component {
+        component: decl.id.clone(),
+        message,
+    };
+    let bytes = std::fs::read(&decl.source).map_err(|e| {
+        component_err(format!(
+            "cannot read {}: {e} (build the components first, e.g. `cargo xtask build`)",
+            decl.source.display()
+        ))
+    })?;
+    let t0 = Instant::now();
+    let component = Component::new(engine, &bytes)
+        .map_err(|e| component_err(format!("cannot compile {}: {e:#}", decl.source.display())))?;
+    let compiled_in = t0.elapsed();
+    let pre = linker
+        .instantiate_pre(&component)
+        .map_err(|e| component_err(link_error_message(&format!("{e:#}"))))?;
+    let pre = ProxyPre::new(pre).map_err(|e| {
+        component_err(format!(
+            "it does not export wasi:http/incoming-handler@0.2 (is it an HTTP component?): {e:#}"
+        ))
+    })?;
+    tracing::info!(component = %decl.id, ?compiled_in, bytes = bytes.len(), "compiled component");
+    Ok(LoadedComponent {
+        ctx: Arc::new(ComponentCtx {
+            id: decl.id.clone(),
+            environment: decl
+                .environment
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            grants,
+        }),
+        pre,
+    })
+}
+
+/// The routing table, in manifest order.
+fn build_router(manifest_path: &Path, manifest: &manifest::Manifest) -> Result<Router, LoadError> {
+    let index: HashMap<&str, usize> = manifest
+        .components
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.id.as_str(), i))
+        .collect();
+    let routes = manifest.triggers.iter().filter_map(|t| {
+        index
+            .get(t.component.as_str())
+            .map(|i| (t.route.as_str(), *i))
+    });
+    Router::build(&manifest.base, routes).map_err(|message| LoadError::Manifest {
+        path: manifest_path.to_path_buf(),
+        message,
+    })
 }
 
 /// Linear memory per slot reset in place rather than decommitted.
@@ -236,9 +242,7 @@ fn build_linker(engine: &Engine) -> Result<Linker<HostState>, LoadError> {
     let mut linker = Linker::<HostState>::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(setup)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(setup)?;
-    sqlite::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s).map_err(setup)?;
-    spin_variables::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
-        .map_err(setup)?;
+    AppInterfaces::add_to_linker(&mut linker).map_err(setup)?;
     Ok(linker)
 }
 
@@ -250,12 +254,14 @@ pub(crate) fn link_error_message(err: &str) -> String {
     });
     match missing {
         Some(name) => format!(
-            "it imports `{name}`, which the embedded host does not provide (it supports {SUPPORTED}); \
-             run this app with `spin up` instead, or remove that dependency. Linker said: {err}"
+            "it imports `{name}`, which the embedded host does not provide (it supports {}); \
+             run this app with `spin up` instead, or remove that dependency. Linker said: {err}",
+            supported()
         ),
         None => format!(
-            "cannot link it against the embedded host ({err}); the host supports {SUPPORTED}; \
-             run this app with `spin up` if it needs more"
+            "cannot link it against the embedded host ({err}); the host supports {}; \
+             run this app with `spin up` if it needs more",
+            supported()
         ),
     }
 }
@@ -267,11 +273,17 @@ mod tests {
     #[test]
     fn link_error_names_the_interface_and_suggests_spin_up() {
         let msg = link_error_message(
-            "component imports instance `fermyon:spin/key-value@2.0.0`, but a matching implementation was not found in the linker",
+            "component imports instance `fermyon:spin/mqtt@2.0.0`, but a matching implementation was not found in the linker",
         );
-        assert!(msg.contains("`fermyon:spin/key-value@2.0.0`"), "{msg}");
+        assert!(msg.contains("`fermyon:spin/mqtt@2.0.0`"), "{msg}");
         assert!(msg.contains("spin up"), "{msg}");
-        assert!(msg.contains("fermyon:spin/sqlite@2.0.0"), "{msg}");
+        for supported in [
+            "fermyon:spin/sqlite@2.0.0",
+            "fermyon:spin/variables@2.0.0",
+            "fermyon:spin/key-value@2.0.0",
+        ] {
+            assert!(msg.contains(supported), "{msg}");
+        }
     }
 
     #[test]

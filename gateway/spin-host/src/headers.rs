@@ -38,9 +38,15 @@ pub(crate) fn spin_headers(
         ),
         ("spin-client-addr".to_string(), client_addr.to_string()),
     ];
+    // Spin builds `SPIN_PATH_MATCH_<NAME>` and turns it into a header name
+    // by lowercasing it and replacing every `_` with `-`, so `:path_end`
+    // arrives as `spin-path-match-path-end`.
     for (name, value) in &m.params {
         out.push((
-            format!("spin-path-match-{}", name.to_ascii_lowercase()),
+            format!(
+                "spin-path-match-{}",
+                name.replace('_', "-").to_ascii_lowercase()
+            ),
             value.clone(),
         ));
     }
@@ -130,6 +136,17 @@ mod tests {
         assert_eq!(get(&h, "spin-matched-route"), "/foo/:userid/...");
         assert_eq!(get(&h, "spin-component-route"), "/foo/:userid");
         assert_eq!(get(&h, "spin-path-match-userid"), "42");
+    }
+
+    #[test]
+    fn underscores_in_parameter_names_become_hyphens_as_in_spin() {
+        let r = Router::build("/", [("/base/:path_segment/:path_end/...", 0)]).unwrap();
+        let m = r.route("/base/one/two/rest").unwrap();
+        let uri: Uri = "/base/one/two/rest".parse().unwrap();
+        let h = spin_headers(&uri, DEFAULT_HOST, &m, addr());
+        assert_eq!(get(&h, "spin-path-match-path-segment"), "one");
+        assert_eq!(get(&h, "spin-path-match-path-end"), "two");
+        assert!(h.iter().all(|(n, _)| !n.contains('_')), "{h:?}");
     }
 
     #[test]

@@ -6,20 +6,51 @@
 //! crate keeps every wasmtime type private: the gateway only sees
 //! [`SpinApp::load`], [`SpinApp::handle`] and plain `http` types, so routing,
 //! proxying and policy code never depend on the wasm runtime.
+//!
+//! # Host interfaces
+//!
+//! Besides WASI and wasi:http, the host provides these Spin interfaces:
+//! `fermyon:spin/sqlite@2.0.0`, `fermyon:spin/variables@2.0.0` and
+//! `fermyon:spin/key-value@2.0.0`. Each is one module with its own context
+//! type; the linker reaches it through a projection of the store state
+//! (`|state| &mut state.interfaces.key_value`), so an interface's code sees
+//! only its own context and owns its app-wide state (pools, files).
+//!
+//! Adding an interface (say `fermyon:spin/mqtt@2.0.0`):
+//!
+//! 1. copy its WIT file verbatim into `wit/` (from spin-sdk's
+//!    `wit/deps/spin@2.0.0`);
+//! 2. write `src/mqtt.rs`: generate its bindings with `bindgen!` and
+//!    `interfaces: "import fermyon:spin/mqtt@2.0.0;"`, implement the
+//!    generated `Host` traits on a context type, and implement
+//!    `interfaces::HostInterface` (load the app-wide state, read the
+//!    component's grant from its manifest table, make the per-instance
+//!    context, add to the linker through the projection it is given);
+//! 3. add one line, `mqtt: mqtt::Mqtt,`, to the `host_interfaces!` list
+//!    below, from which the linker is built.
+//!
+//! Nothing else changes: not the store state, the manifest parser, the
+//! loader nor the request path.
 #![deny(missing_docs)]
 
 mod app;
-mod bindings;
+mod db;
 mod handle;
 mod headers;
+mod interfaces;
 mod limits;
 mod manifest;
 mod pool;
 mod problem;
 mod routes;
-mod sqlite;
-mod variables;
 mod wasi;
+
+// The Spin interfaces, one line each: `field: module::Type`.
+interfaces::host_interfaces! {
+    sqlite: sqlite::Sqlite,
+    variables: variables::Variables,
+    key_value: key_value::KeyValue,
+}
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -48,8 +79,9 @@ pub type HostBody = http_body_util::combinators::BoxBody<bytes::Bytes, BoxError>
 /// them without editing the manifest.
 #[derive(Clone, Debug)]
 pub struct HostConfig {
-    /// Directory holding the SQLite files (`<data_dir>/<db-name>.db`); created
-    /// if absent. Mirrors Spin's `.spin/` state directory.
+    /// Directory holding the SQLite files (`<data_dir>/<db-name>.db`, and the
+    /// key-value store `<data_dir>/sqlite_key_value.db`); created if absent.
+    /// Mirrors Spin's `.spin/` state directory.
     pub data_dir: PathBuf,
     /// Per-request deadline, enforced by epoch interruption (CPU loops) and a
     /// wall-clock timer (guests blocked in host calls). Default 30s.

@@ -55,14 +55,15 @@ pub(crate) struct ComponentDecl {
     pub id: String,
     /// Absolute path of the wasm file.
     pub source: PathBuf,
-    /// SQLite database labels the component may open.
-    pub sqlite_databases: Vec<String>,
     /// Outbound hosts the manifest grants; only stored so we can warn.
     pub allowed_outbound_hosts: Vec<String>,
     /// Component variables (name -> template).
     pub variables: BTreeMap<String, String>,
     /// Environment variables given to the guest (`environment`).
     pub environment: BTreeMap<String, String>,
+    /// The whole `[component.<id>]` table: each host interface reads its
+    /// own keys (`sqlite_databases`, `key_value_stores`) from it.
+    pub table: toml::Table,
 }
 
 #[derive(Deserialize)]
@@ -75,7 +76,7 @@ struct RawManifest {
     #[serde(default)]
     trigger: RawTriggers,
     #[serde(default)]
-    component: BTreeMap<String, RawComponent>,
+    component: BTreeMap<String, toml::Table>,
 }
 
 #[derive(Deserialize, Default)]
@@ -119,8 +120,6 @@ enum RawRoute {
 struct RawComponent {
     source: toml::Value,
     #[serde(default)]
-    sqlite_databases: Vec<String>,
-    #[serde(default)]
     allowed_outbound_hosts: Vec<String>,
     #[serde(default)]
     variables: BTreeMap<String, String>,
@@ -128,8 +127,6 @@ struct RawComponent {
     environment: BTreeMap<String, String>,
     #[serde(default)]
     files: Vec<toml::Value>,
-    #[serde(default)]
-    key_value_stores: Vec<String>,
 }
 
 /// Reads and validates a manifest file.
@@ -203,11 +200,14 @@ pub(crate) fn parse(text: &str, dir: &Path) -> Result<Manifest, String> {
     }
 
     let mut components = Vec::new();
-    let mut raw_components: HashMap<String, RawComponent> = raw.component.into_iter().collect();
+    let mut raw_components: HashMap<String, toml::Table> = raw.component.into_iter().collect();
     for id in order {
-        let Some(c) = raw_components.remove(&id) else {
+        let Some(table) = raw_components.remove(&id) else {
             continue;
         };
+        let c: RawComponent = toml::Value::Table(table.clone())
+            .try_into()
+            .map_err(|e| format!("component '{id}': {e}"))?;
         let source = match c.source {
             toml::Value::String(s) => dir.join(s),
             _ => {
@@ -219,23 +219,13 @@ pub(crate) fn parse(text: &str, dir: &Path) -> Result<Manifest, String> {
         if !c.files.is_empty() {
             tracing::warn!(component = %id, "`files` are not mounted by the embedded host");
         }
-        if !c.key_value_stores.is_empty() {
-            tracing::warn!(component = %id, "`key_value_stores` are not provided by the embedded host");
-        }
-        for db in &c.sqlite_databases {
-            if !is_valid_label(db) {
-                return Err(format!(
-                    "component '{id}': invalid sqlite database label '{db}' (use letters, digits, '_' and '-')"
-                ));
-            }
-        }
         components.push(ComponentDecl {
             id,
             source,
-            sqlite_databases: c.sqlite_databases,
             allowed_outbound_hosts: c.allowed_outbound_hosts,
             variables: c.variables,
             environment: c.environment,
+            table,
         });
     }
 
@@ -245,14 +235,6 @@ pub(crate) fn parse(text: &str, dir: &Path) -> Result<Manifest, String> {
         triggers,
         components,
     })
-}
-
-/// Database labels become file names, so they must not contain path syntax.
-fn is_valid_label(label: &str) -> bool {
-    !label.is_empty()
-        && label
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 #[cfg(test)]
@@ -327,7 +309,10 @@ environment = { RUST_LOG = "info" }
         assert_eq!(ids, ["list-items", "create", "validate"]);
         let list = &m.components[0];
         assert_eq!(list.source, PathBuf::from("/app/target/list_items.wasm"));
-        assert_eq!(list.sqlite_databases, ["default"]);
+        assert_eq!(
+            list.table["sqlite_databases"],
+            toml::Value::Array(vec!["default".into()])
+        );
         assert_eq!(list.variables["limit"], "{{ max_items }}");
         assert_eq!(m.variables["max_items"].default.as_deref(), Some("100"));
         assert!(m.variables["api_key"].required);
@@ -372,7 +357,7 @@ environment = { RUST_LOG = "info" }
     }
 
     #[test]
-    fn rejects_remote_source_and_bad_db_label() {
+    fn rejects_remote_source_and_bad_keys() {
         let e = parse(
             "spin_manifest_version = 2\n[component.c]\nsource={url='https://x/c.wasm', digest='sha256:0'}\n",
             Path::new("."),
@@ -380,11 +365,11 @@ environment = { RUST_LOG = "info" }
         .unwrap_err();
         assert!(e.contains("local file"), "{e}");
         let e = parse(
-            "spin_manifest_version = 2\n[component.c]\nsource='c.wasm'\nsqlite_databases=['../etc']\n",
+            "spin_manifest_version = 2\n[component.c]\nsource='c.wasm'\nenvironment=['x']\n",
             Path::new("."),
         )
         .unwrap_err();
-        assert!(e.contains("invalid sqlite database label"), "{e}");
+        assert!(e.contains("component 'c'"), "{e}");
     }
 
     #[test]

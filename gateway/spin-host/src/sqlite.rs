@@ -2,6 +2,9 @@
 //!
 //! Spin's default SQLite provider stores each database label in a local file;
 //! we do the same under `HostConfig::data_dir` (`<data_dir>/<label>.db`).
+//! The app owns one connection pool per label, created at load for the
+//! `default` database and every label a component declares, so `open` is a
+//! lookup in an immutable map, not a trip through a process-wide registry.
 //!
 //! Durability: every connection runs in WAL mode with `synchronous=FULL`,
 //! so a `COMMIT` that returned has been fsynced to the WAL and survives a
@@ -21,45 +24,118 @@
 mod pool;
 mod write_queue;
 
-use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use rusqlite::types::{Value as SqlValue, ValueRef};
-use wasmtime::component::Resource;
+use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
 
-use crate::bindings::fermyon::spin::sqlite::{
-    self, Error, HostConnection, QueryResult, RowResult, Value,
-};
+use crate::interfaces::{HostInterface, LoadContext, is_valid_label, string_list};
+use crate::manifest::ComponentDecl;
 use crate::wasi::HostState;
+use crate::LoadError;
 use pool::{Database, Lease};
 
-/// How long a statement waits for another connection's write lock.
-pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) use crate::db::BUSY_TIMEOUT;
 
-/// Which databases a component may open and where they live.
-#[derive(Debug, Clone)]
-pub(crate) struct SqliteAccess {
-    /// Directory holding `<label>.db` files.
-    pub data_dir: PathBuf,
-    /// Labels from the component's `sqlite_databases`.
-    pub allowed: HashSet<String>,
-    /// Labels that exist in this app: "default" plus every declared label.
-    pub known: HashSet<String>,
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "wit",
+        interfaces: "import fermyon:spin/sqlite@2.0.0;",
+        imports: { default: async | trappable },
+        with: {
+            "fermyon:spin/sqlite.connection": super::Connection,
+        },
+    });
 }
 
-impl SqliteAccess {
+use bindings::fermyon::spin::sqlite::{self as wit, Error, HostConnection, QueryResult, RowResult, Value};
+
+/// The manifest key listing the databases a component may open.
+const GRANT_KEY: &str = "sqlite_databases";
+
+/// The app's databases: `default` plus every label a component declares,
+/// each with its pool of connections.
+pub(crate) struct Sqlite {
+    databases: Arc<HashMap<String, Arc<Database>>>,
+}
+
+/// One instance's view: the app's databases, the labels its component
+/// was granted, and its open connections.
+pub(crate) struct SqliteCtx {
+    databases: Arc<HashMap<String, Arc<Database>>>,
+    allowed: Arc<HashSet<String>>,
+    table: ResourceTable,
+}
+
+impl SqliteCtx {
     /// Spin semantics: not granted to the component -> `access-denied`
     /// (whether or not it exists); granted but unknown -> `no-such-database`.
-    pub fn resolve(&self, label: &str) -> Result<PathBuf, Error> {
+    fn resolve(&self, label: &str) -> Result<Arc<Database>, Error> {
         if !self.allowed.contains(label) {
             return Err(Error::AccessDenied);
         }
-        if !self.known.contains(label) {
-            return Err(Error::NoSuchDatabase);
+        self.databases
+            .get(label)
+            .cloned()
+            .ok_or(Error::NoSuchDatabase)
+    }
+}
+
+/// A component's `sqlite_databases`, each checked to be a usable file name.
+fn granted_labels(component: &ComponentDecl) -> Result<Vec<String>, LoadError> {
+    let labels = string_list(component, GRANT_KEY)?;
+    if let Some(bad) = labels.iter().find(|l| !is_valid_label(l)) {
+        return Err(LoadError::Component {
+            component: component.id.clone(),
+            message: format!(
+                "invalid sqlite database label '{bad}' (use letters, digits, '_' and '-')"
+            ),
+        });
+    }
+    Ok(labels)
+}
+
+impl HostInterface for Sqlite {
+    const WIT: &'static str = "fermyon:spin/sqlite@2.0.0";
+    type Grant = Arc<HashSet<String>>;
+    type Instance = SqliteCtx;
+
+    fn load(cx: &LoadContext<'_>) -> Result<Self, LoadError> {
+        let mut labels: HashSet<String> = HashSet::from(["default".to_string()]);
+        for component in &cx.manifest.components {
+            labels.extend(granted_labels(component)?);
         }
-        Ok(self.data_dir.join(format!("{label}.db")))
+        let databases = labels
+            .into_iter()
+            .map(|label| {
+                let path = cx.config.data_dir.join(format!("{label}.db"));
+                (label, Database::new(&path))
+            })
+            .collect();
+        Ok(Sqlite {
+            databases: Arc::new(databases),
+        })
+    }
+
+    fn grant(&self, component: &ComponentDecl) -> Result<Self::Grant, LoadError> {
+        Ok(Arc::new(granted_labels(component)?.into_iter().collect()))
+    }
+
+    fn instance(&self, grant: &Self::Grant) -> SqliteCtx {
+        SqliteCtx {
+            databases: self.databases.clone(),
+            allowed: grant.clone(),
+            table: ResourceTable::new(),
+        }
+    }
+
+    fn add_to_linker(
+        linker: &mut Linker<HostState>,
+        get: fn(&mut HostState) -> &mut SqliteCtx,
+    ) -> wasmtime::Result<()> {
+        wit::add_to_linker::<HostState, HasSelf<SqliteCtx>>(linker, get)
     }
 }
 
@@ -72,22 +148,10 @@ pub struct Connection {
     lease: Arc<Mutex<Lease>>,
 }
 
-/// Opens a database file in WAL mode with `synchronous=FULL` and a busy
-/// timeout. Blocking.
+/// Opens a database file the way every connection must be (see
+/// [`crate::db::open`]). Blocking.
 pub(crate) fn open_file(path: &Path) -> Result<rusqlite::Connection, Error> {
-    let conn = rusqlite::Connection::open(path).map_err(io_error)?;
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(io_error)?;
-    // `journal_mode` returns a row, so it is a query, not an execute.
-    let _: String = conn
-        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-        .map_err(io_error)?;
-    // FULL in WAL mode: the WAL is fsynced at every commit, so a commit
-    // that returned survives power loss (NORMAL may lose the last ones).
-    // Bundled SQLite defaults to FULL already; this does not rely on how
-    // it was compiled.
-    conn.pragma_update(None, "synchronous", "FULL")
-        .map_err(io_error)?;
-    Ok(conn)
+    crate::db::open(path).map_err(io_error)
 }
 
 /// Runs one statement with positional parameters and collects all rows.
@@ -151,21 +215,20 @@ async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|e| Err(Error::Io(format!("sqlite task failed: {e}"))))
 }
 
-impl HostConnection for HostState {
+impl HostConnection for SqliteCtx {
     async fn open(
         &mut self,
         database: String,
     ) -> wasmtime::Result<Result<Resource<Connection>, Error>> {
-        let path = match self.component.sqlite.resolve(&database) {
-            Ok(p) => p,
+        let db = match self.resolve(&database) {
+            Ok(db) => db,
             Err(e) => return Ok(Err(e)),
         };
-        let db = Database::for_path(&path);
         let lease = match blocking(move || db.checkout()).await {
             Ok(lease) => lease,
             Err(e) => return Ok(Err(e)),
         };
-        let res = self.table().push(Connection {
+        let res = self.table.push(Connection {
             lease: Arc::new(Mutex::new(lease)),
         })?;
         Ok(Ok(res))
@@ -177,7 +240,7 @@ impl HostConnection for HostState {
         statement: String,
         parameters: Vec<Value>,
     ) -> wasmtime::Result<Result<QueryResult, Error>> {
-        let lease = match self.table().get(&this) {
+        let lease = match self.table.get(&this) {
             Ok(c) => c.lease.clone(),
             Err(_) => return Ok(Err(Error::InvalidConnection)),
         };
@@ -192,33 +255,48 @@ impl HostConnection for HostState {
 
     async fn drop(&mut self, rep: Resource<Connection>) -> wasmtime::Result<()> {
         // The lease goes back to the pool when its last holder lets go.
-        self.table().delete(rep)?;
+        self.table.delete(rep)?;
         Ok(())
     }
 }
 
-impl sqlite::Host for HostState {}
+impl wit::Host for SqliteCtx {}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn access(dir: &Path) -> SqliteAccess {
-        SqliteAccess {
-            data_dir: dir.to_path_buf(),
-            allowed: HashSet::from(["default".to_string(), "ghost".to_string()]),
-            known: HashSet::from(["default".to_string(), "other".to_string()]),
+    fn ctx(dir: &Path) -> SqliteCtx {
+        let databases = ["default", "other"]
+            .into_iter()
+            .map(|l| (l.to_string(), Database::new(&dir.join(format!("{l}.db")))))
+            .collect();
+        SqliteCtx {
+            databases: Arc::new(databases),
+            allowed: Arc::new(HashSet::from(["default".to_string(), "ghost".to_string()])),
+            table: ResourceTable::new(),
         }
     }
 
     #[test]
     fn access_rules_follow_spin() {
         let dir = tempfile::tempdir().unwrap();
-        let a = access(dir.path());
-        assert_eq!(a.resolve("default").unwrap(), dir.path().join("default.db"));
+        let a = ctx(dir.path());
+        assert!(a.resolve("default").is_ok());
         assert!(matches!(a.resolve("other"), Err(Error::AccessDenied)));
         assert!(matches!(a.resolve("missing"), Err(Error::AccessDenied)));
         assert!(matches!(a.resolve("ghost"), Err(Error::NoSuchDatabase)));
+    }
+
+    #[test]
+    fn labels_that_are_not_file_names_are_refused() {
+        let m = crate::manifest::parse(
+            "spin_manifest_version = 2\n[component.c]\nsource='c.wasm'\nsqlite_databases=['../etc']\n",
+            Path::new("."),
+        )
+        .unwrap();
+        let e = granted_labels(&m.components[0]).unwrap_err().to_string();
+        assert!(e.contains("invalid sqlite database label '../etc'"), "{e}");
     }
 
     #[test]

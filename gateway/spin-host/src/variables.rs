@@ -9,10 +9,65 @@
 //! missing required variable should stop startup, not fail a request.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
-use crate::bindings::fermyon::spin::variables::{self, Error};
-use crate::manifest::VariableDecl;
+use wasmtime::component::{HasSelf, Linker};
+
+use crate::LoadError;
+use crate::interfaces::{HostInterface, LoadContext};
+use crate::manifest::{ComponentDecl, VariableDecl};
 use crate::wasi::HostState;
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "wit",
+        interfaces: "import fermyon:spin/variables@2.0.0;",
+        imports: { default: async | trappable },
+    });
+}
+
+use bindings::fermyon::spin::variables::{self, Error};
+
+/// The application variables, resolved once at load.
+pub(crate) struct Variables {
+    app: HashMap<String, Option<String>>,
+}
+
+/// One instance's view: its component's variables, nothing else.
+pub(crate) struct VariablesCtx(Arc<ComponentVariables>);
+
+impl HostInterface for Variables {
+    const WIT: &'static str = "fermyon:spin/variables@2.0.0";
+    type Grant = Arc<ComponentVariables>;
+    type Instance = VariablesCtx;
+
+    fn load(cx: &LoadContext<'_>) -> Result<Self, LoadError> {
+        let app = resolve_app_variables(
+            &cx.manifest.variables,
+            |k| std::env::var(k).ok(),
+            &cx.config.variables,
+        )
+        .map_err(LoadError::Variables)?;
+        Ok(Variables { app })
+    }
+
+    fn grant(&self, component: &ComponentDecl) -> Result<Self::Grant, LoadError> {
+        component_variables(&component.id, &component.variables, &self.app)
+            .map(Arc::new)
+            .map_err(LoadError::Variables)
+    }
+
+    fn instance(&self, grant: &Self::Grant) -> VariablesCtx {
+        VariablesCtx(grant.clone())
+    }
+
+    fn add_to_linker(
+        linker: &mut Linker<HostState>,
+        get: fn(&mut HostState) -> &mut VariablesCtx,
+    ) -> wasmtime::Result<()> {
+        variables::add_to_linker::<HostState, HasSelf<VariablesCtx>>(linker, get)
+    }
+}
 
 /// The variables one component can read, fully expanded.
 #[derive(Debug, Clone, Default)]
@@ -150,9 +205,9 @@ fn expand(template: &str, app: &HashMap<String, Option<String>>) -> Result<Optio
     Ok(Some(out))
 }
 
-impl variables::Host for HostState {
+impl variables::Host for VariablesCtx {
     async fn get(&mut self, name: String) -> wasmtime::Result<Result<String, Error>> {
-        Ok(self.component.variables.get(&name))
+        Ok(self.0.get(&name))
     }
 }
 

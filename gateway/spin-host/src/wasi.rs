@@ -6,8 +6,11 @@
 //! context whose outbound requests are always refused. Only the component's
 //! own `environment` entries and stdio (to the gateway's stderr/stdout) are
 //! visible, which is the least a Spin component expects.
+//!
+//! The Spin interfaces' contexts sit in [`HostState::interfaces`], one
+//! field per interface; each interface is linked to its own field (see
+//! [`crate::interfaces`]), so nothing here knows what they contain.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use wasmtime::component::ResourceTable;
@@ -18,21 +21,17 @@ use wasmtime_wasi_http::{
 };
 
 use crate::limits::MemoryCap;
-use crate::sqlite::SqliteAccess;
-use crate::variables::ComponentVariables;
+use crate::{Grants, InstanceContexts};
 
 /// Everything the host knows about a component that requests need; shared by
 /// all of its requests.
-#[derive(Debug)]
 pub(crate) struct ComponentCtx {
     /// The component id.
     pub id: String,
     /// Environment variables from the manifest.
     pub environment: Vec<(String, String)>,
-    /// The component's resolved variables.
-    pub variables: ComponentVariables,
-    /// Which SQLite databases it may open.
-    pub sqlite: SqliteAccess,
+    /// What each host interface lets it use.
+    pub grants: Grants,
 }
 
 /// The `T` of `Store<T>` for one request.
@@ -46,14 +45,18 @@ pub(crate) struct HostState {
     /// When the current request must be done (re-armed for every request
     /// a reused instance serves).
     pub deadline: Instant,
-    /// The component being run.
-    pub component: Arc<ComponentCtx>,
+    /// The Spin interfaces' contexts, one field per interface.
+    pub interfaces: InstanceContexts,
 }
 
 impl HostState {
     /// Builds the isolated state for one instance of `component` (one
     /// request, or several in turn when the component reuses instances).
-    pub fn new(component: Arc<ComponentCtx>, limits: MemoryCap) -> HostState {
+    pub fn new(
+        component: &ComponentCtx,
+        interfaces: InstanceContexts,
+        limits: MemoryCap,
+    ) -> HostState {
         let mut builder = WasiCtx::builder();
         builder
             .inherit_stdout()
@@ -70,13 +73,8 @@ impl HostState {
             hooks: DenyOutbound,
             limits,
             deadline: Instant::now(),
-            component,
+            interfaces,
         }
-    }
-
-    /// The resource table (shared by WASI, wasi:http and our SQLite handles).
-    pub fn table(&mut self) -> &mut ResourceTable {
-        &mut self.table
     }
 }
 

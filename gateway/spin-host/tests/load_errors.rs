@@ -19,17 +19,17 @@ fn unsupported_import_is_named_and_spin_up_suggested() {
     // A component importing an interface the host does not provide.
     let wasm = wat::parse_str(
         r#"(component
-             (import "fermyon:spin/key-value@2.0.0" (instance
+             (import "fermyon:spin/mqtt@2.0.0" (instance
                (export "get" (func (param "key" string) (result string))))))"#,
     )
     .unwrap();
-    std::fs::write(dir.path().join("kv.wasm"), wasm).unwrap();
+    std::fs::write(dir.path().join("mqtt.wasm"), wasm).unwrap();
     let manifest = write(
         dir.path(),
         "spin.toml",
-        "spin_manifest_version = 2\n[application]\nname='kv'\n\
-         [[trigger.http]]\nroute='/...'\ncomponent='kv'\n\
-         [component.kv]\nsource='kv.wasm'\n",
+        "spin_manifest_version = 2\n[application]\nname='mqtt'\n\
+         [[trigger.http]]\nroute='/...'\ncomponent='mqtt'\n\
+         [component.mqtt]\nsource='mqtt.wasm'\n",
     );
     let config = HostConfig {
         data_dir: dir.path().join("data"),
@@ -39,8 +39,10 @@ fn unsupported_import_is_named_and_spin_up_suggested() {
     let msg = err.to_string();
     eprintln!("{msg}");
     assert!(matches!(err, LoadError::Component { .. }), "{msg}");
-    assert!(msg.contains("fermyon:spin/key-value@2.0.0"), "{msg}");
+    assert!(msg.contains("`fermyon:spin/mqtt@2.0.0`"), "{msg}");
     assert!(msg.contains("spin up"), "{msg}");
+    // What the host does provide is listed, key-value included.
+    assert!(msg.contains("fermyon:spin/key-value@2.0.0"), "{msg}");
 }
 
 #[test]

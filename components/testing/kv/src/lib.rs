@@ -36,7 +36,10 @@ fn handle(req: Request) -> Response {
 
 fn run(label: &str, op: &str, key: Option<&str>, body: &[u8]) -> Result<Response, Error> {
     if op == "open-many" {
-        return Ok(open_many(label, key.and_then(|n| n.parse().ok()).unwrap_or(1)));
+        return Ok(open_many(
+            label,
+            key.and_then(|n| n.parse().ok()).unwrap_or(1),
+        ));
     }
     let store = Store::open(label)?;
     let key = key.unwrap_or_default();

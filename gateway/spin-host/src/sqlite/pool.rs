@@ -13,9 +13,8 @@
 //! is dropped) only pushes onto the idle list, or hands the rollback or
 //! close to the blocking pool.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::write_queue::{WriteQueue, WriteTurn, begins_write_transaction};
 use super::{BUSY_TIMEOUT, Error, QueryResult, Value, execute, io_error, open_file};
@@ -47,10 +46,9 @@ fn file_id(path: &Path) -> Option<FileId> {
 
 /// One database file's pool of idle connections.
 ///
-/// Pools live for the whole process in a registry keyed by path: the
-/// embedded host may be rebuilt on a config reload, and the connections
-/// should outlive that. Their number is bounded by the distinct database
-/// files the process ever opened.
+/// The app owns its pools (one per database label, made at load), so a
+/// reloaded app starts with its own connections and the old ones close
+/// with the old app; `open` never takes a process-wide lock.
 pub(crate) struct Database {
     path: PathBuf,
     idle: Mutex<Idle>,
@@ -66,21 +64,14 @@ struct Idle {
 }
 
 impl Database {
-    /// The pool for `path`, created empty on first use. No I/O: safe on an
-    /// async worker.
-    pub(crate) fn for_path(path: &Path) -> Arc<Database> {
-        static REGISTRY: OnceLock<Mutex<HashMap<PathBuf, Arc<Database>>>> = OnceLock::new();
-        let mut registry = lock(REGISTRY.get_or_init(Default::default));
-        registry
-            .entry(path.to_path_buf())
-            .or_insert_with(|| {
-                Arc::new(Database {
-                    path: path.to_path_buf(),
-                    idle: Mutex::new(Idle::default()),
-                    writers: Arc::default(),
-                })
-            })
-            .clone()
+    /// An empty pool for the file at `path`. No I/O: the file is opened
+    /// by the first checkout.
+    pub(crate) fn new(path: &Path) -> Arc<Database> {
+        Arc::new(Database {
+            path: path.to_path_buf(),
+            idle: Mutex::new(Idle::default()),
+            writers: Arc::default(),
+        })
     }
 
     /// Leases a connection for exclusive use: an idle one when the file is
@@ -254,7 +245,7 @@ mod tests {
     #[test]
     fn leased_connections_are_durable_and_in_wal_mode() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Database::for_path(&dir.path().join("default.db"));
+        let db = Database::new(&dir.path().join("default.db"));
         let lease = db.checkout().unwrap();
         let conn = lease.conn().unwrap();
         let sync: i64 = conn
@@ -280,11 +271,7 @@ mod tests {
     #[test]
     fn connections_are_long_lived_and_exclusive() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Database::for_path(&dir.path().join("default.db"));
-        assert!(Arc::ptr_eq(
-            &db,
-            &Database::for_path(&dir.path().join("default.db"))
-        ));
+        let db = Database::new(&dir.path().join("default.db"));
         let first = db.checkout().unwrap();
         // Connection-local state: a TEMP table lives as long as the connection.
         first
@@ -311,7 +298,7 @@ mod tests {
     #[test]
     fn an_abandoned_transaction_is_rolled_back_before_reuse() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Database::for_path(&dir.path().join("default.db"));
+        let db = Database::new(&dir.path().join("default.db"));
         let lease = db.checkout().unwrap();
         let conn = lease.conn().unwrap();
         conn.execute_batch("CREATE TABLE t (x); BEGIN IMMEDIATE; INSERT INTO t VALUES (1);")
@@ -337,7 +324,7 @@ mod tests {
     #[test]
     fn write_transactions_take_turns_and_give_them_back() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Database::for_path(&dir.path().join("default.db"));
+        let db = Database::new(&dir.path().join("default.db"));
         let mut setup = db.checkout().unwrap();
         setup.execute("CREATE TABLE t (x)", vec![]).unwrap();
         drop(setup);
@@ -382,7 +369,7 @@ mod tests {
     fn a_replaced_file_gets_fresh_connections() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("default.db");
-        let db = Database::for_path(&path);
+        let db = Database::new(&path);
         let lease = db.checkout().unwrap();
         lease
             .conn()
