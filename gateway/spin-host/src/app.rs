@@ -69,9 +69,11 @@ impl AppInner {
                 config.data_dir.display()
             ))
         })?;
+        let runtime_config = crate::runtime_config::load(config.runtime_config_file.as_deref())?;
         let interfaces = AppInterfaces::load(&LoadContext {
             config: &config,
             manifest: &manifest,
+            runtime_config: &runtime_config,
         })?;
 
         let engine = build_engine(&config)?;

@@ -16,6 +16,7 @@
 use wasmtime::component::Linker;
 
 use crate::manifest::{ComponentDecl, Manifest};
+use crate::runtime_config::RuntimeConfig;
 use crate::wasi::HostState;
 use crate::{HostConfig, LoadError};
 
@@ -25,6 +26,8 @@ pub(crate) struct LoadContext<'a> {
     pub config: &'a HostConfig,
     /// The whole manifest (every component's table, application variables).
     pub manifest: &'a Manifest,
+    /// The stores the runtime config file defines (empty without one).
+    pub runtime_config: &'a RuntimeConfig,
 }
 
 /// One Spin host interface: its app-wide state is the implementing type.

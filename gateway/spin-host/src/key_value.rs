@@ -10,8 +10,11 @@
 //! Permissions follow Spin's: a component opens only the labels in its
 //! `key_value_stores` (anything else is `access-denied`, whether or not the
 //! store exists), and a declared label with no store behind it stops the
-//! load, as Spin refuses to start with an unknown label. Only `default`
-//! exists here: other stores need a runtime config, which is `spin up`'s.
+//! load, as Spin refuses to start with an unknown label. `default` always
+//! exists; other labels exist when the runtime config file gives them a
+//! file (`[key_value_store.<label>] type = "spin"`, see
+//! [`crate::runtime_config`]). Labels sharing a file are told apart by the
+//! `store` column, as in Spin.
 //!
 //! Durability: the file runs in WAL mode with `synchronous=FULL` (see
 //! [`crate::db`]), so a `set` or `delete` that returned survives a crash.
@@ -147,21 +150,25 @@ impl HostInterface for KeyValue {
 
     fn load(cx: &LoadContext<'_>) -> Result<Self, LoadError> {
         let file_stem = FILE_NAME.trim_end_matches(".db");
-        let mut used = false;
+        let mut configured = cx.runtime_config.key_value.clone();
+        configured
+            .entry(DEFAULT_LABEL.to_string())
+            .or_insert_with(|| cx.config.data_dir.join(FILE_NAME));
+        let mut used: HashMap<String, PathBuf> = HashMap::new();
         for component in &cx.manifest.components {
             let err = |message: String| LoadError::Component {
                 component: component.id.clone(),
                 message,
             };
             for label in string_list(component, GRANT_KEY)? {
-                if label != DEFAULT_LABEL {
+                let Some(path) = configured.get(&label) else {
                     return Err(err(format!(
-                        "unknown key_value_stores label \"{label}\": the embedded host has only the \
-                         \"default\" store; other stores need a runtime config, so run this app \
-                         with `spin up` instead"
+                        "unknown key_value_stores label \"{label}\": no store is configured for it; \
+                         give it one in the runtime config ([key_value_store.{label}] type = \"spin\", \
+                         path = ...) or run this app with `spin up`"
                     )));
-                }
-                used = true;
+                };
+                used.insert(label, path.clone());
             }
             // `<label>.db` would be the key-value file itself, every
             // component's data, past the key-value permissions.
@@ -172,16 +179,25 @@ impl HostInterface for KeyValue {
                 )));
             }
         }
+        // One `KvFile` per file, shared by the labels stored in it.
+        let mut files: HashMap<PathBuf, Arc<KvFile>> = HashMap::new();
         let mut stores = HashMap::new();
-        if used {
-            let path = cx.config.data_dir.join(FILE_NAME);
-            let file = KvFile::create(path.clone()).map_err(|e| {
-                LoadError::Setup(format!(
-                    "cannot open the key-value store {}: {e}",
-                    path.display()
-                ))
-            })?;
-            stores.insert(DEFAULT_LABEL.to_string(), Arc::new(file));
+        for (label, path) in used {
+            let file = match files.get(&path) {
+                Some(file) => file.clone(),
+                None => {
+                    let file = KvFile::create(path.clone()).map_err(|e| {
+                        LoadError::Setup(format!(
+                            "cannot open the key-value store {}: {e}",
+                            path.display()
+                        ))
+                    })?;
+                    let file = Arc::new(file);
+                    files.insert(path, file.clone());
+                    file
+                }
+            };
+            stores.insert(label, file);
         }
         Ok(KeyValue {
             stores: Arc::new(stores),

@@ -43,6 +43,7 @@ mod manifest;
 mod pool;
 mod problem;
 mod routes;
+mod runtime_config;
 mod wasi;
 
 // The Spin interfaces, one line each: `field: module::Type`.
@@ -105,6 +106,14 @@ pub struct HostConfig {
     /// cache directory), so restarts skip recompiling unchanged `.wasm`
     /// files. Default on.
     pub compile_cache: bool,
+    /// Spin's runtime configuration file (`spin up --runtime-config-file`).
+    /// Its file-backed stores are honoured (`[sqlite_database.<label>]` and
+    /// `[key_value_store.<label>]` with `type = "spin"` and a `path`,
+    /// relative to the file's directory); anything else makes
+    /// [`SpinApp::load`] fail with a message to run the app under a real
+    /// `spin up`. `None` (the default): every store is the default one in
+    /// `data_dir`.
+    pub runtime_config_file: Option<PathBuf>,
 }
 
 impl Default for HostConfig {
@@ -117,6 +126,7 @@ impl Default for HostConfig {
             reuse: HashMap::new(),
             variables: HashMap::new(),
             compile_cache: true,
+            runtime_config_file: None,
         }
     }
 }

@@ -107,10 +107,16 @@ impl HostInterface for Sqlite {
         for component in &cx.manifest.components {
             labels.extend(granted_labels(component)?);
         }
+        labels.extend(cx.runtime_config.sqlite.keys().cloned());
+        // A label the runtime config gives a file uses it; the others are
+        // `<data_dir>/<label>.db`.
         let databases = labels
             .into_iter()
             .map(|label| {
-                let path = cx.config.data_dir.join(format!("{label}.db"));
+                let path = match cx.runtime_config.sqlite.get(&label) {
+                    Some(path) => path.clone(),
+                    None => cx.config.data_dir.join(format!("{label}.db")),
+                };
                 (label, Database::new(&path))
             })
             .collect();

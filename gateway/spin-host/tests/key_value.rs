@@ -191,3 +191,77 @@ fn a_declared_label_without_a_store_fails_the_load() {
         "{msg}"
     );
 }
+
+/// A manifest in `dir` running the kv component with `stores` granted.
+fn manifest_in(dir: &Path, stores: &str) -> std::path::PathBuf {
+    let wasm = crate_path("../../target/wasm32-wasip2/release/kv.wasm");
+    require_wasm(&wasm);
+    let manifest = dir.join("spin.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "spin_manifest_version = 2\n[application]\nname='kv'\n\
+             [[trigger.http]]\nroute='/kv/...'\ncomponent='kv'\n\
+             [component.kv]\nsource='{}'\nkey_value_stores={stores}\n",
+            wasm.display()
+        ),
+    )
+    .unwrap();
+    manifest
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_config_gives_a_label_its_own_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = manifest_in(dir.path(), "['default', 'cache']");
+    let runtime_config = dir.path().join("runtime-config.toml");
+    std::fs::write(
+        &runtime_config,
+        "[key_value_store.cache]\ntype = \"spin\"\npath = \"stores/cache.db\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("stores")).unwrap();
+    let config = HostConfig {
+        data_dir: dir.path().join("data"),
+        runtime_config_file: Some(runtime_config),
+        ..HostConfig::default()
+    };
+    let app = SpinApp::load(&manifest, config).unwrap_or_else(|e| panic!("load failed: {e}"));
+    expect(&app, "POST", "/kv/cache/set/k", "cached", 200, "ok").await;
+    expect(&app, "GET", "/kv/cache/get/k", "", 200, "cached").await;
+    expect(&app, "GET", "/kv/default/get/k", "", 404, "absent").await;
+    // In the file the runtime config names, relative to its directory.
+    let conn = rusqlite::Connection::open(dir.path().join("stores/cache.db")).unwrap();
+    let n: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM spin_key_value WHERE store = 'cache' AND key = 'k'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+}
+
+#[test]
+fn a_runtime_config_the_host_cannot_honour_is_refused_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = manifest_in(dir.path(), "['default']");
+    let runtime_config = dir.path().join("runtime-config.toml");
+    std::fs::write(
+        &runtime_config,
+        "[key_value_store.default]\ntype = \"redis\"\nurl = \"redis://localhost\"\n",
+    )
+    .unwrap();
+    let config = HostConfig {
+        data_dir: dir.path().join("data"),
+        runtime_config_file: Some(runtime_config),
+        ..HostConfig::default()
+    };
+    let err = SpinApp::load(&manifest, config).unwrap_err().to_string();
+    assert!(
+        err.contains("type = \"redis\"")
+            && err.contains("external mode")
+            && err.contains("spin up"),
+        "{err}"
+    );
+}
