@@ -114,6 +114,8 @@ fn run_schemathesis(base: &str, dir: &Path) -> (bool, String) {
         .arg("--generation-deterministic")
         .args(["--workers", "1", "--request-timeout", "60"])
         .env("SCHEMATHESIS_HOOKS", &hooks)
+        // No `__pycache__` beside the hooks in the source tree.
+        .env("PYTHONDONTWRITEBYTECODE", "1")
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(out)
