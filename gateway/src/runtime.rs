@@ -268,6 +268,8 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     /// Numbers for the built-in dashboard.
     pub stats: Arc<Stats>,
+    /// The last 15 minutes, second by second, for the dashboard's charts.
+    pub series: Arc<crate::telemetry::series::Series>,
     /// The shadow-comparison queue.
     pub shadow: Shadow,
     /// Reload outcomes, for `/admin/config` (and so for tests and operators
@@ -308,6 +310,8 @@ impl Gateway {
         }
         let stats = Arc::new(Stats::default());
         let shadow = Shadow::start(metrics.clone(), stats.clone());
+        let series = Arc::new(crate::telemetry::series::Series::default());
+        series.follow_shadow(&stats);
         let current = Arc::new(ArcSwap::from_pointee(runtime));
         // Whatever snapshot is current when metrics are collected.
         let snapshots = Arc::downgrade(&current);
@@ -321,6 +325,7 @@ impl Gateway {
             overrides,
             metrics,
             stats,
+            series,
             shadow,
             reloads: ReloadCounters::default(),
         })

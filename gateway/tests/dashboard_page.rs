@@ -7,31 +7,14 @@
 //! Needs `chromium` on PATH (Debian: `apt-get install chromium`); the test
 //! fails (never skips) when it is missing.
 
+mod browser;
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
 
+use browser::{between, chromium_async, require_chromium};
 use common::{TestGateway, client};
-
-fn require_chromium() -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let dirs: Vec<PathBuf> = std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/local/bin")])
-        .collect();
-    ["chromium", "chromium-browser", "google-chrome"]
-        .iter()
-        .flat_map(|name| dirs.iter().map(move |dir| dir.join(name)))
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "headless Chromium is not installed (no chromium on PATH nor in /usr/bin): \
-                 run `cargo xtask setup` (Debian: `apt-get install chromium`)"
-            )
-        })
-}
 
 /// Sends validate batches, asserting which backend answered.
 async fn validate(gw: &TestGateway, body: &[u8], backend: &str) {
@@ -61,81 +44,8 @@ async fn drive(gw: &TestGateway, small: usize, big: usize) {
     }
 }
 
-/// Runs headless Chromium on `url` with `extra` arguments; returns stdout.
-/// Killed if it has not finished after 120 s.
-fn run_chromium(chromium: &Path, url: &str, extra: &[String]) -> String {
-    let profile = tempfile::tempdir().expect("temp dir");
-    let mut child = Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-            "--virtual-time-budget=5000",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(extra)
-        .arg(url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {}: {e}", chromium.display()));
-    // Read the pipes on threads so a chatty Chromium cannot block on them.
-    let mut stdout = child.stdout.take().expect("stdout");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut stdout, &mut s).ok();
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut stderr, &mut s).ok();
-        s
-    });
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let stdout = out.join().unwrap_or_default();
-    let stderr = err.join().unwrap_or_default();
-    match status {
-        Some(status) if status.success() => stdout,
-        Some(status) => panic!("chromium exited with {status}:\n{stderr}"),
-        None => panic!("chromium did not finish within 120 s:\n{stderr}"),
-    }
-}
-
-async fn chromium_async(chromium: &Path, url: String, extra: Vec<String>) -> String {
-    let chromium = chromium.to_path_buf();
-    tokio::task::spawn_blocking(move || run_chromium(&chromium, &url, &extra))
-        .await
-        .expect("join chromium")
-}
-
 /// One backend row of a route section in the dumped DOM: class -> cell text.
 type Row = BTreeMap<String, String>;
-
-/// The text between `start` and the next `end` after it.
-fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
-    let from = text.find(start)? + start.len();
-    let len = text[from..].find(end)?;
-    Some(&text[from..from + len])
-}
 
 /// The `<section data-route="{route}">` of the dumped DOM: backend -> row.
 fn route_rows(dom: &str, route: &str) -> Option<BTreeMap<String, Row>> {
@@ -179,7 +89,9 @@ async fn dashboard_shows_both_backends_live() {
     let url = format!("{}/dashboard", gw.admin);
 
     // First load: both validate rows with numbers.
-    let dom = chromium_async(&chromium, url.clone(), vec!["--dump-dom".into()]).await;
+    let dom = chromium_async(&chromium, url.clone(), vec!["--dump-dom".into()])
+        .await
+        .stdout;
     let rows = route_rows(&dom, "validate")
         .unwrap_or_else(|| panic!("no validate section in the dashboard DOM:\n{dom}"));
     for backend in ["spin-embedded", "native"] {
@@ -238,7 +150,9 @@ async fn dashboard_shows_both_backends_live() {
     let mut attempts = 0;
     let (dom2, rows2, rps) = loop {
         attempts += 1;
-        let dom2 = chromium_async(&chromium, url.clone(), vec!["--dump-dom".into()]).await;
+        let dom2 = chromium_async(&chromium, url.clone(), vec!["--dump-dom".into()])
+            .await
+            .stdout;
         let rows2 = route_rows(&dom2, "validate")
             .unwrap_or_else(|| panic!("no validate section in the second DOM:\n{dom2}"));
         let rps = number(&rows2, "spin-embedded", "rps", &dom2);

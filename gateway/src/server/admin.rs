@@ -1,22 +1,84 @@
-//! The admin listener: health, readiness and configuration.
+//! The admin listener: health, readiness, configuration and the dashboard.
 //!
 //! Kept off the public port so operators can expose it to their network
 //! only (probes, reloads) without it being reachable by API clients.
+//!
+//! The dashboard (`/dashboard`, its script at `/dashboard.js`) reads
+//! `/admin/stats` (totals and per-size-class figures), `/admin/series`
+//! (the last 15 minutes, second by second), `/admin/traces` (recently
+//! finished traces) and `/admin/bench` (the last `cargo xtask bench`
+//! report's validate curve, when there is one). Everything it needs ships
+//! in the binary: no CDN, it works offline.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::config::{BackendKind, SpinMode};
 use crate::problem::{Problem, ProblemResponse};
 use crate::runtime::Gateway;
+use crate::telemetry::traces;
+
+/// Where `/admin/bench` reads the bench report unless
+/// [`BENCH_REPORT_ENV`] says otherwise (relative to the working directory:
+/// where `cargo xtask bench` writes it when run from the repository).
+pub const DEFAULT_BENCH_REPORT: &str = "target/bench/report.json";
+/// The environment variable naming the bench report `/admin/bench` serves.
+pub const BENCH_REPORT_ENV: &str = "GATEWAY_BENCH_REPORT";
+
+/// What the admin listener serves besides the gateway's own state.
+#[derive(Clone, Debug)]
+pub struct AdminOptions {
+    /// The bench report behind `/admin/bench`.
+    pub bench_report: PathBuf,
+}
+
+impl Default for AdminOptions {
+    /// The report named by [`BENCH_REPORT_ENV`], else [`DEFAULT_BENCH_REPORT`].
+    fn default() -> Self {
+        let bench_report = std::env::var_os(BENCH_REPORT_ENV)
+            .filter(|p| !p.is_empty())
+            .map_or_else(|| PathBuf::from(DEFAULT_BENCH_REPORT), PathBuf::from);
+        AdminOptions { bench_report }
+    }
+}
+
+#[derive(Clone)]
+struct Admin {
+    gateway: Arc<Gateway>,
+    options: Arc<AdminOptions>,
+}
+
+impl axum::extract::FromRef<Admin> for Arc<Gateway> {
+    fn from_ref(admin: &Admin) -> Self {
+        admin.gateway.clone()
+    }
+}
+
+impl axum::extract::FromRef<Admin> for Arc<AdminOptions> {
+    fn from_ref(admin: &Admin) -> Self {
+        admin.options.clone()
+    }
+}
+
+/// The admin router, with the default [`AdminOptions`].
+pub fn admin_router(gateway: Arc<Gateway>) -> Router {
+    admin_router_with(gateway, AdminOptions::default())
+}
 
 /// The admin router.
-pub fn admin_router(gateway: Arc<Gateway>) -> Router {
+pub fn admin_router_with(gateway: Arc<Gateway>, options: AdminOptions) -> Router {
+    let state = Admin {
+        gateway,
+        options: Arc::new(options),
+    };
     Router::new()
         .route(
             "/healthz",
@@ -27,8 +89,12 @@ pub fn admin_router(gateway: Arc<Gateway>) -> Router {
         .route("/admin/config/reload", post(reload))
         .route("/metrics", get(metrics))
         .route("/admin/stats", get(stats))
+        .route("/admin/series", get(series))
+        .route("/admin/traces", get(traces_json))
+        .route("/admin/bench", get(bench))
         .route("/dashboard", get(dashboard))
-        .with_state(gateway)
+        .route("/dashboard.js", get(dashboard_script))
+        .with_state(state)
 }
 
 /// Ready when the Spin backend answers. Routes with a native twin keep
@@ -207,7 +273,165 @@ async fn stats(State(gateway): State<Arc<Gateway>>) -> Response {
     axum::Json(gateway.stats.snapshot()).into_response()
 }
 
+/// A 400 problem for a bad query string.
+fn bad_query(detail: String) -> Response {
+    ProblemResponse(Problem::new(400, "Bad Request", detail)).into_response()
+}
+
+/// The query parameters, or the 400 saying why they cannot be read.
+fn query_params(
+    query: Result<Query<BTreeMap<String, String>>, QueryRejection>,
+) -> Result<BTreeMap<String, String>, Response> {
+    query.map(|Query(params)| params).map_err(|e| {
+        bad_query(format!(
+            "the query string cannot be read: {}",
+            e.body_text()
+        ))
+    })
+}
+
+/// The last 15 minutes per second: `?route=` for one route.
+async fn series(
+    State(gateway): State<Arc<Gateway>>,
+    query: Result<Query<BTreeMap<String, String>>, QueryRejection>,
+) -> Response {
+    let params = match query_params(query) {
+        Ok(params) => params,
+        Err(refused) => return refused,
+    };
+    if let Some(other) = params.keys().find(|k| *k != "route") {
+        return bad_query(format!(
+            "unknown parameter `{other}`; /admin/series takes only `route`"
+        ));
+    }
+    let route = params.get("route").map(String::as_str);
+    if route == Some("") {
+        return bad_query("`route` is empty; leave it out for every route".to_string());
+    }
+    axum::Json(gateway.series.snapshot(route)).into_response()
+}
+
+/// Recently finished traces (see [`traces`]); polling this keeps every
+/// request recorded for a while, so an open dashboard sees fresh traces.
+async fn traces_json(query: Result<Query<BTreeMap<String, String>>, QueryRejection>) -> Response {
+    let params = match query_params(query) {
+        Ok(params) => params,
+        Err(refused) => return refused,
+    };
+    let query = match traces::Query::parse(&params) {
+        Ok(query) => query,
+        Err(detail) => return bad_query(detail),
+    };
+    let store = traces::store();
+    store.viewer_seen();
+    let found = store.find(&query);
+    axum::Json(serde_json::json!({
+        "recording": store.status(),
+        "traces": found.iter().map(|t| &**t).collect::<Vec<_>>(),
+    }))
+    .into_response()
+}
+
+/// The validate part of the last bench report: latency per batch size for
+/// native and Wasm, and the crossover it found; `"available": false` when
+/// there is none, a 500 problem when it cannot be read.
+async fn bench(State(options): State<Arc<AdminOptions>>) -> Response {
+    let path = options.bench_report.clone();
+    let read = tokio::task::spawn_blocking(move || std::fs::read(&path)).await;
+    let shown = options.bench_report.display();
+    let bytes = match read {
+        Ok(Ok(bytes)) => bytes,
+        // Not an error: the page says there is none (a 404 would be
+        // logged by the browser as a failed load on every visit).
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            return axum::Json(serde_json::json!({
+                "available": false,
+                "detail": format!(
+                    "no bench report at {shown}: run `cargo xtask bench` (or set {BENCH_REPORT_ENV})"
+                ),
+            }))
+            .into_response();
+        }
+        Ok(Err(e)) => return unreadable_report(&shown, &e.to_string()),
+        Err(e) => return unreadable_report(&shown, &e.to_string()),
+    };
+    match bench_summary(&bytes) {
+        Ok(summary) => axum::Json(summary).into_response(),
+        Err(e) => unreadable_report(&shown, &e),
+    }
+}
+
+fn unreadable_report(path: &std::path::Display<'_>, why: &str) -> Response {
+    ProblemResponse(Problem::new(
+        500,
+        "Bench Report Unreadable",
+        format!("the bench report at {path} cannot be used: {why}"),
+    ))
+    .into_response()
+}
+
+/// The fields of a bench report the crossover chart draws.
+fn bench_summary(bytes: &[u8]) -> Result<serde_json::Value, String> {
+    let report: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+    let validate = report
+        .get("validate")
+        .ok_or("it has no `validate` section")?;
+    let rows = validate
+        .get("rows")
+        .and_then(|r| r.as_array())
+        .ok_or("`validate.rows` is not a list")?;
+    let stats = |row: &serde_json::Value, side: &str| {
+        row.get(side).map(|s| {
+            serde_json::json!({
+                "mean_ms": s.get("mean_ms"),
+                "p50_ms": s.get("p50_ms"),
+                "p99_ms": s.get("p99_ms"),
+            })
+        })
+    };
+    let mut points = Vec::with_capacity(rows.len());
+    for row in rows {
+        let body_bytes = row
+            .get("body_bytes")
+            .and_then(|b| b.as_u64())
+            .ok_or("a `validate.rows` entry has no `body_bytes`")?;
+        points.push(serde_json::json!({
+            "items": row.get("items"),
+            "body_bytes": body_bytes,
+            "native": stats(row, "native"),
+            "wasm_fresh": stats(row, "wasm_fresh"),
+            "wasm_reuse": stats(row, "wasm_reuse"),
+        }));
+    }
+    Ok(serde_json::json!({
+        "available": true,
+        "mode": report.get("mode"),
+        "started_unix": report.get("started_unix"),
+        "commit": report.pointer("/machine/commit"),
+        "rows": points,
+        "crossover": validate.get("crossover"),
+        "suggested_native_above_bytes": validate.get("suggested_native_above_bytes"),
+        "suggestion_basis": validate.get("suggestion_basis"),
+    }))
+}
+
 /// The built-in Wasm-vs-native comparison page (no external service).
+/// Opening it counts as a viewer: requests are recorded as traces while
+/// it stays open (it polls `/admin/traces`).
 async fn dashboard() -> Response {
+    traces::store().viewer_seen();
     axum::response::Html(include_str!("dashboard.html")).into_response()
+}
+
+/// The dashboard's script: tables and hand-drawn SVG charts, no libraries.
+async fn dashboard_script() -> Response {
+    (
+        [
+            (http::header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (http::header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("dashboard.js"),
+    )
+        .into_response()
 }

@@ -122,6 +122,7 @@ async fn handle(
         }
         _ => None,
     };
+    let armed = crate::telemetry::traces::arm(request.headers());
     let span = tracing::info_span!(
         "request",
         otel.name = %match route {
@@ -147,6 +148,7 @@ async fn handle(
         http.response.status_code = tracing::field::Empty,
         error.type = tracing::field::Empty,
     );
+    drop(armed);
     // Without a span (no OTLP export) there is nothing to continue; the
     // client's `traceparent` still travels on to the backend unchanged.
     if !span.is_disabled() {
@@ -229,10 +231,12 @@ async fn handle(
     gateway
         .stats
         .request(route_name, answered.backend, class, took);
+    gateway.series.request(route_name, answered.backend, took);
     if let Some(reason) = answered.fallback {
         span.record("gateway.fallback.reason", reason);
         gateway.metrics.fallback(route_name, reason);
         gateway.stats.fallback(route_name, reason);
+        gateway.series.fallback(route_name, reason);
     }
     if let Some(served) = response.extensions().get::<spin_host::Served>() {
         gateway

@@ -3,7 +3,8 @@
 //! * [`init`] installs the `tracing` subscriber: logs, and an OpenTelemetry
 //!   layer whose spans are exported over OTLP when the standard
 //!   `OTEL_EXPORTER_OTLP_*` variables say where. Off otherwise: no spans
-//!   are built, and a client's `traceparent` is forwarded unchanged.
+//!   are built (but for the few requests [`traces`] records), and a
+//!   client's `traceparent` is forwarded unchanged.
 //! * [`metrics::Metrics`] holds the instruments; they are exported in
 //!   Prometheus text format on the admin listener and over OTLP.
 //! * [`stats::Stats`] keeps the per-route, per-backend latency histograms
@@ -11,11 +12,16 @@
 //! * [`size_class`] buckets requests by body size, so Wasm and native are
 //!   compared on equal work.
 //! * [`propagation`] reads and writes W3C `traceparent` headers.
+//! * [`traces`] keeps recently finished traces in fixed memory (export on
+//!   or off) for the dashboard's waterfalls; [`series`] keeps per-second
+//!   aggregates of the last 15 minutes for its charts.
 
 pub mod metrics;
 pub mod propagation;
+pub mod series;
 pub mod size_class;
 pub mod stats;
+pub mod traces;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -186,8 +192,10 @@ pub fn init(target: Option<&OtlpTarget>) -> anyhow::Result<TracingGuard> {
         meta.is_event()
     }));
     // Spans are built only when they go somewhere: with no OTLP target
-    // there is no tracing layer, so a request's spans cost next to nothing,
-    // and a client's `traceparent` is passed upstream untouched.
+    // there is no OpenTelemetry layer, and the trace recorder builds the
+    // spans of the few requests it records only, so a request's spans cost
+    // next to nothing, and a client's `traceparent` is passed upstream
+    // untouched.
     let spans = target.map(|_| {
         // Per span, no wall-clock reads at every poll (busy/idle times),
         // nor thread and source-location attributes: a trace says what the
@@ -200,8 +208,14 @@ pub fn init(target: Option<&OtlpTarget>) -> anyhow::Result<TracingGuard> {
             .with_filter(span_filter)
     });
     // Not `.with(Option<layer>)`: an absent layer would count as one that
-    // wants every span and event, and every span would be built.
+    // wants every span and event, and every span would be built. The
+    // in-memory trace recorder is innermost: it sees a span close before
+    // the OpenTelemetry layer ends it (and can read its ids), and its
+    // `enabled` can turn down the spans of requests it does not record.
+    let sample = traces::sample_from_env().map_err(anyhow::Error::msg)?;
+    let recorder = traces::layer(sample, target.is_some(), log_level);
     let logs = tracing_subscriber::registry()
+        .with(recorder)
         .with(tracing_subscriber::fmt::layer().with_filter(log_filter));
     match spans {
         Some(spans) => logs.with(spans).try_init(),

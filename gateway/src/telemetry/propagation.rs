@@ -46,3 +46,14 @@ pub fn inject(cx: &Context, headers: &mut HeaderMap) {
         global::get_text_map_propagator(|p| p.inject_context(cx, &mut Writer(headers)));
     }
 }
+
+/// The span context a client's `traceparent` describes (invalid when it is
+/// absent or malformed), read with the W3C propagator whatever the global
+/// one is: the in-memory trace store keys traces by this id.
+pub fn remote_span_context(headers: &HeaderMap) -> opentelemetry::trace::SpanContext {
+    use opentelemetry::propagation::TextMapPropagator;
+    use opentelemetry::trace::TraceContextExt;
+    let cx =
+        opentelemetry_sdk::propagation::TraceContextPropagator::new().extract(&Reader(headers));
+    cx.span().span_context().clone()
+}
