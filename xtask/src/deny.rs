@@ -52,7 +52,9 @@ fn fetch_all_platforms(root: &Path, manifest: &str) -> Result<()> {
 /// Runs the checks; fails on any license, ban, source or advisory error.
 pub fn check(root: &Path) -> Result<()> {
     for manifest in WORKSPACES {
-        println!("xtask: cargo fetch --locked ({manifest}, every platform, for the offline checks)");
+        println!(
+            "xtask: cargo fetch --locked ({manifest}, every platform, for the offline checks)"
+        );
         fetch_all_platforms(root, manifest)?;
         println!("xtask: cargo deny check licenses bans sources ({manifest})");
         run(deny(root, manifest).args([

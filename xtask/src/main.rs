@@ -74,7 +74,9 @@ fn main() -> Result<()> {
             let tc = toolchain::setup()?;
             println!("xtask: wasm32-wasip2 toolchain ready ({})", tc.describe());
             toolchain::setup_test_tools(&root)?;
-            println!("xtask: test tools ready (prometheus, promtool, chromium, wrk, rotel, the pinned Python tools)");
+            println!(
+                "xtask: test tools ready (prometheus, promtool, chromium, wrk, rotel, the pinned Python tools)"
+            );
             toolchain::setup_bench_tools()?;
             println!("xtask: benchmark tools ready (wrk, wasmtime CLI)");
         }

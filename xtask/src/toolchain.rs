@@ -285,7 +285,13 @@ pub fn setup_test_tools(root: &Path) -> Result<()> {
         run(Command::new("python3").args(["-m", "pip", "install", "--quiet", "rotel"]))?;
     }
     let mut pip = Command::new("python3");
-    pip.args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"]);
+    pip.args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+    ]);
     for file in PYTHON_REQUIREMENTS {
         pip.arg("-r").arg(root.join(file));
     }
