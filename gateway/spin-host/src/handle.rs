@@ -97,6 +97,15 @@ struct Instance {
 /// What the guest's response comes back on.
 type ResponseRx = oneshot::Receiver<Result<http::Response<HyperOutgoingBody>, ErrorCode>>;
 
+/// An answer given instead of running the guest (boxed: a response is
+/// large, and most requests never need one).
+type Refusal = Box<http::Response<HostBody>>;
+
+/// A problem response as a [`Refusal`].
+fn refuse(status: StatusCode, title: &str, detail: &str) -> Refusal {
+    Box::new(problem::response(status, title, detail))
+}
+
 /// The request as the guest gets it: wasi:http resources in its store, and
 /// the channel its response comes back on.
 struct Call {
@@ -117,12 +126,12 @@ where
 {
     let (index, component, m) = match route(app, req.uri().path()) {
         Ok(routed) => routed,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let id = component.ctx.id.clone();
     let req = match prepare_request(req, &m, client_addr) {
         Ok(req) => req,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let Some(lease) = app.pool.acquire(index) else {
         return pool_full(&id, app.pool.stats().capacity);
@@ -130,12 +139,12 @@ where
     let deadlines = Deadlines::start(timeout);
     let mut instance = match take_instance(app, component, lease, deadlines).await {
         Ok(instance) => instance,
-        Err(resp) => return with_served(resp, served(&id, deadlines, 1)),
+        Err(resp) => return with_served(*resp, served(&id, deadlines, 1)),
     };
     let served = served(&id, deadlines, instance.served_before + 1);
     let call = match pass_request(&mut instance.store, req) {
         Ok(call) => call,
-        Err(resp) => return with_served(resp, served),
+        Err(resp) => return with_served(*resp, served),
     };
     let (task, done) = spawn_guest(
         app,
@@ -163,21 +172,21 @@ fn served(id: &str, deadlines: Deadlines, instance_request: u32) -> Served {
 fn route<'a>(
     app: &'a AppInner,
     path: &str,
-) -> Result<(usize, &'a LoadedComponent, RouteMatch), http::Response<HostBody>> {
+) -> Result<(usize, &'a LoadedComponent, RouteMatch), Refusal> {
     let Some(m) = app.router.route(path) else {
-        return Err(problem::response(
+        return Err(Box::new(problem::response(
             StatusCode::NOT_FOUND,
             "Not Found",
             &format!("no route matches {path}"),
-        ));
+        )));
     };
     match app.components.get(m.component) {
         Some(component) => Ok((m.component, component, m)),
-        None => Err(problem::response(
+        None => Err(Box::new(problem::response(
             StatusCode::INTERNAL_SERVER_ERROR,
             "Routing error",
             "route points to an unknown component",
-        )),
+        ))),
     }
 }
 
@@ -187,7 +196,7 @@ fn prepare_request<B>(
     req: http::Request<B>,
     m: &RouteMatch,
     client_addr: SocketAddr,
-) -> Result<http::Request<HyperIncomingBody>, http::Response<HostBody>>
+) -> Result<http::Request<HyperIncomingBody>, Refusal>
 where
     B: Body<Data = Bytes> + Send + Sync + 'static,
     B::Error: Into<BoxError>,
@@ -198,7 +207,7 @@ where
     headers::apply(&mut parts.headers, spin);
     if parts.uri.authority().is_none() {
         parts.uri = absolute_uri(&parts.uri, &host).map_err(|e| {
-            problem::response(
+            refuse(
                 StatusCode::BAD_REQUEST,
                 "Bad Request",
                 &format!("invalid request URI: {e}"),
@@ -238,7 +247,7 @@ async fn take_instance(
     component: &LoadedComponent,
     lease: Lease,
     deadlines: Deadlines,
-) -> Result<Instance, http::Response<HostBody>> {
+) -> Result<Instance, Refusal> {
     let permit = match lease {
         Lease::Warm(mut warm) => {
             limits::arm_deadline(&mut warm.store, deadlines.epoch);
@@ -275,8 +284,8 @@ async fn take_instance(
             permit,
             served_before: 0,
         }),
-        Ok(Err(e)) => Err(instantiate_failure(id, &e)),
-        Err(_) => Err(timeout_response(id, deadlines.timeout)),
+        Ok(Err(e)) => Err(Box::new(instantiate_failure(id, &e))),
+        Err(_) => Err(Box::new(timeout_response(id, deadlines.timeout))),
     }
 }
 
@@ -284,7 +293,7 @@ async fn take_instance(
 fn pass_request(
     store: &mut Store<HostState>,
     req: http::Request<HyperIncomingBody>,
-) -> Result<Call, http::Response<HostBody>> {
+) -> Result<Call, Refusal> {
     let (tx, response) = oneshot::channel();
     let mut http = store.data_mut().http();
     http.new_incoming_request(Scheme::Http, req)
@@ -296,7 +305,7 @@ fn pass_request(
             })
         })
         .map_err(|e| {
-            problem::response(
+            refuse(
                 StatusCode::BAD_REQUEST,
                 "Bad Request",
                 &format!("cannot pass request to component: {e:#}"),
