@@ -112,8 +112,10 @@ class SchemaFromModels:
 
     @staticmethod
     def is_model(tp):
-        return isinstance(tp, type) and callable(getattr(tp, "from_json", None)) and callable(
-            getattr(tp, "to_json", None)
+        return (
+            isinstance(tp, type)
+            and callable(getattr(tp, "from_json", None))
+            and callable(getattr(tp, "to_json", None))
         )
 
     @staticmethod
@@ -177,7 +179,10 @@ class SchemaFromModels:
             query = self.ref(model)
             rules.append(
                 {
-                    "if": {"properties": {"datasource": self.has_const("type", ident)}, "required": ["datasource"]},
+                    "if": {
+                        "properties": {"datasource": self.has_const("type", ident)},
+                        "required": ["datasource"],
+                    },
                     "then": {"properties": {"targets": {"items": query}}},
                 }
             )
@@ -279,7 +284,7 @@ def where(dash, path):
         panels = dash.get("panels") or []
         i = int(match.group(1))
         if i < len(panels) and isinstance(panels[i], dict):
-            return "%s (%r)%s" % (match.group(0), panels[i].get("title"), path[match.end():])
+            return "%s (%r)%s" % (match.group(0), panels[i].get("title"), path[match.end() :])
     return path
 
 
@@ -331,7 +336,9 @@ def project_errors(dash, rules_path):
         if panel.get("type") == "row":
             continue
         if panel.get("datasource") != DATASOURCE:
-            errors.append("panel %r: datasource is %r, expected %r" % (title, panel.get("datasource"), DATASOURCE))
+            errors.append(
+                "panel %r: datasource is %r, expected %r" % (title, panel.get("datasource"), DATASOURCE)
+            )
         targets = panel.get("targets") or []
         if not targets:
             errors.append("panel %r has no targets" % title)
@@ -346,7 +353,8 @@ def project_errors(dash, rules_path):
             for name in sorted(set(re.findall(r"\bgateway:[A-Za-z0-9_:]+", expr))):
                 if name not in defined:
                     errors.append(
-                        "panel %r target %s: recording rule %s is not defined in %s" % (title, ref, name, rules_path)
+                        "panel %r target %s: recording rule %s is not defined in %s"
+                        % (title, ref, name, rules_path)
                     )
     for variable in (dash.get("templating") or {}).get("list") or []:
         query = variable.get("query")
@@ -354,11 +362,11 @@ def project_errors(dash, rules_path):
         for name in sorted(set(re.findall(r"\bgateway:[A-Za-z0-9_:]+", text))):
             if name not in defined:
                 errors.append("variable %r: recording rule %s is not defined" % (variable.get("name"), name))
-    errors += grid_errors(dash.get("panels") or [], "dashboard")
+    errors += grid_errors(dash.get("panels") or [])
     return errors
 
 
-def grid_errors(panels, scope):
+def grid_errors(panels):
     """Within one grid (the dashboard, or a collapsed row's panels): inside
     24 columns, positive sizes, no two panels overlapping."""
     errors, boxes = [], []
@@ -375,13 +383,15 @@ def grid_errors(panels, scope):
                 errors.append("panel %r: gridPos %r overlaps panel %r" % (title, pos, other))
         boxes.append((title, (x, y, w, h)))
         if panel.get("type") == "row" and panel.get("collapsed"):
-            errors += grid_errors(panel.get("panels") or [], "row %r" % title)
+            errors += grid_errors(panel.get("panels") or [])
     return errors
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dashboard", default=str(HERE / "dashboards" / "gateway.json"), help="file, or - for stdin")
+    parser.add_argument(
+        "--dashboard", default=str(HERE / "dashboards" / "gateway.json"), help="file, or - for stdin"
+    )
     parser.add_argument("--rules", default=str(OBSERVABILITY / "prometheus" / "rules.yml"))
     args = parser.parse_args()
     require_packages()
