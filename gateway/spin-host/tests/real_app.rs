@@ -125,3 +125,44 @@ async fn components_answer_the_same_with_and_without_instance_reuse() {
     }
     assert!(apps[1].pool_stats().idle >= 1, "the second app did reuse");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_config_moves_the_default_database() {
+    let manifest = require_app();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime_config = dir.path().join("runtime-config.toml");
+    std::fs::write(
+        &runtime_config,
+        "[sqlite_database.default]\ntype = \"spin\"\npath = \"elsewhere.db\"\n",
+    )
+    .expect("write");
+    let app = SpinApp::load(
+        &manifest,
+        HostConfig {
+            data_dir: dir.path().join("data"),
+            runtime_config_file: Some(runtime_config),
+            ..HostConfig::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("load: {e}"));
+    let req = http::Request::builder()
+        .method("POST")
+        .uri("/create")
+        .header("host", "test.local:3000")
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+            br#"{"id": 3, "name": "moved"}"#,
+        )))
+        .expect("request");
+    let addr: std::net::SocketAddr = "127.0.0.1:4242".parse().expect("addr");
+    let created = app.handle(req, addr).await;
+    assert_eq!(created.status(), 201);
+    // The item is in the configured file, relative to the config's directory,
+    // and the data dir's default file was never created.
+    let conn = rusqlite::Connection::open(dir.path().join("elsewhere.db")).expect("open");
+    let names: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+        .expect("query");
+    assert!(names > 0, "the app's schema is in elsewhere.db");
+    assert!(!dir.path().join("data/default.db").exists());
+}
