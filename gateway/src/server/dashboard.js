@@ -251,7 +251,6 @@ function timeAxes(W, H, L, B, T, now, seconds, ymax, unit) {
     svg += `<line x1="${xx}" x2="${xx}" y1="${T}" y2="${H - B}" stroke="#f0f0f0"/><text x="${xx}" y="${H - B + 13}" text-anchor="middle">${m ? `−${m} min` : "now"}</text>`;
   }
   svg += `<text x="${L - 4}" y="${T + 8}" text-anchor="end">${fmt(ymax, ymax < 10 ? 2 : 0)}</text><text x="${L - 4}" y="${H - B}" text-anchor="end">0</text>`;
-  svg += `<text x="4" y="${T + 8}">${unit}</text>`;
   return { x, y, svg };
 }
 
@@ -286,7 +285,7 @@ function latencyChart(r, now, seconds) {
     runs(b.points.map(p => ({ t: p.t, v: p.p50_ms })), ax.x, ax.y, color(b.backend), "", `${b.backend} p50`) +
     runs(b.points.map(p => ({ t: p.t, v: p.p99_ms })), ax.x, ax.y, color(b.backend), "3 2", `${b.backend} p99`)).join("");
   const legend = r.backends.map(b => `<span class="${esc(b.backend)}">${esc(b.backend)}</span>`).join(" · ") + " — solid p50, dashed p99 (per second, ±20%)";
-  return chartFrame("latency", "Latency per backend", all.length, ax.svg + lines, legend);
+  return chartFrame("latency", "Latency per backend (ms)", all.length, ax.svg + lines, legend);
 }
 
 function throughputChart(r, now, seconds) {
@@ -301,7 +300,7 @@ function throughputChart(r, now, seconds) {
     return runs(pts, ax.x, ax.y, color(b.backend), "", `${b.backend} requests per second`);
   }).join("");
   const legend = r.backends.map(b => `<span class="${esc(b.backend)}">${esc(b.backend)}</span>`).join(" · ") + " — requests per second";
-  return chartFrame("throughput", "Throughput per backend", all.length, ax.svg + lines, legend);
+  return chartFrame("throughput", "Throughput per backend (requests per second)", all.length, ax.svg + lines, legend);
 }
 
 /// Stacked bars per second, one colour per named count.
@@ -330,8 +329,8 @@ function seriesCharts(routeName) {
   if (!r) return `<p class="empty">No per-second data for this route yet.</p>`;
   const shadow = r.shadow.filter(l => l.points.length);
   return `<div class="charts">${latencyChart(r, s.now, s.seconds)}${throughputChart(r, s.now, s.seconds)}
-    ${stackedChart("fallbacks", "Fallbacks to native, by reason", r.fallbacks, s.now, s.seconds, "per s", "no fallbacks in 15 min")}
-    ${stackedChart("shadow", "Shadow comparisons, by result", shadow, s.now, s.seconds, "per s", "no shadow comparisons in 15 min")}</div>`;
+    ${stackedChart("fallbacks", "Fallbacks to native, by reason (per second)", r.fallbacks, s.now, s.seconds, "per s", "no fallbacks in 15 min")}
+    ${stackedChart("shadow", "Shadow comparisons, by result (per second)", shadow, s.now, s.seconds, "per s", "no shadow comparisons in 15 min")}</div>`;
 }
 
 // ---- routes ----
@@ -361,6 +360,13 @@ function renderRoutes() {
 }
 
 // ---- traces ----
+
+/// An attribute value for people: strings as they are, fractions to 3 decimals.
+function attrText(v) {
+  if (typeof v === "string") return v;
+  if (typeof v === "number" && !Number.isInteger(v)) return v.toFixed(3);
+  return JSON.stringify(v);
+}
 
 function spanColor(name) {
   if (name === "request") return "#888888";
@@ -394,6 +400,7 @@ function depths(spans) {
 
 function waterfall(t) {
   const box = document.getElementById("waterfall");
+  document.getElementById("trace-view").hidden = !t;
   if (!t) { box.innerHTML = ""; delete box.dataset.traceId; return; }
   const total = Math.max(t.duration_ms, ...t.spans.map(s => s.start_ms + s.duration_ms), 0.001);
   const depth = depths(t.spans);
@@ -401,15 +408,15 @@ function waterfall(t) {
   const x = ms => L + (W - L - 10) * ms / total;
   const bars = t.spans.map((s, i) => {
     const y = 8 + i * row, w = Math.max(1.5, x(s.start_ms + s.duration_ms) - x(s.start_ms));
-    const attrs = Object.entries(s.attributes).map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`).join("\n");
+    const attrs = Object.entries(s.attributes).map(([k, v]) => `${k}=${attrText(v)}`).join("\n");
     return `<g class="span" data-name="${esc(s.name)}" data-span-id="${s.span_id}"><title>${esc(s.name)} ${fmt(s.duration_ms, 3)} ms\n${esc(attrs)}</title>
       <text x="${8 + depth[i] * 14}" y="${y + 13}">${esc(s.name)}</text>
       <rect x="${x(s.start_ms).toFixed(1)}" y="${y + 2}" width="${w.toFixed(1)}" height="${row - 6}" rx="2" fill="${spanColor(s.name)}" opacity=".85"/>
-      <text x="${Math.min(x(s.start_ms) + w + 4, W - 60).toFixed(1)}" y="${y + 13}">${fmt(s.duration_ms, 3)} ms</text></g>`;
+      <text x="${Math.min(x(s.start_ms) + w + 4, W - 70).toFixed(1)}" y="${y + 13}"${x(s.start_ms) + w + 4 > W - 70 ? ` text-anchor="end" dx="-8"` : ""}>${fmt(s.duration_ms, 3)} ms</text></g>`;
   }).join("");
   const axis = [0, 0.25, 0.5, 0.75, 1].map(f => `<line x1="${x(total * f)}" x2="${x(total * f)}" y1="4" y2="${H - 18}" stroke="#eee"/><text x="${x(total * f)}" y="${H - 4}" text-anchor="middle">${fmt(total * f, 2)} ms</text>`).join("");
   const table = t.spans.map((s, i) => `<tr><td>${"&nbsp;".repeat(depth[i] * 3)}${esc(s.name)}</td><td>${fmt(s.start_ms, 3)}</td><td>${fmt(s.duration_ms, 3)}</td>
-    <td class="attrs">${Object.entries(s.attributes).map(([k, v]) => `${esc(k)}=${esc(typeof v === "string" ? v : JSON.stringify(v))}`).join(" · ")}</td></tr>`).join("");
+    <td class="attrs">${Object.entries(s.attributes).map(([k, v]) => `${esc(k)}=${esc(attrText(v))}`).join(" · ")}</td></tr>`).join("");
   box.dataset.traceId = t.trace_id;
   box.innerHTML = `<h3>Trace <code>${t.trace_id}</code>: ${esc(t.route)} via ${esc(t.backend)}, ${fmt(t.duration_ms, 3)} ms, status ${t.status == null ? "–" : t.status}
       (recorded because: ${esc(t.recorded_because.replace("_", " "))}${t.dropped_spans ? `; ${t.dropped_spans} spans over the limit not kept` : ""})</h3>
@@ -461,7 +468,7 @@ async function pollTraces() {
   traceList();
   waterfall(chosen);
   // A newly opened trace is scrolled into view (once, not at every poll).
-  if (chosen && chosen.trace_id !== state.shown) document.getElementById("waterfall").scrollIntoView();
+  if (chosen && chosen.trace_id !== state.shown) window.scrollTo(0, 0);
   state.shown = chosen ? chosen.trace_id : null;
 }
 

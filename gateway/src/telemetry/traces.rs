@@ -71,6 +71,10 @@ pub const SAMPLE_ENV: &str = "GATEWAY_TRACE_SAMPLE";
 /// (no current span to inherit from): enabled while a trace is recording,
 /// and kept only when their parent was recorded.
 const DETACHED: &[&str] = &["shadow"];
+/// The root span's field the server records when the answer is ready:
+/// the root's duration ends there, not when the last clone of the span
+/// (a shadow run's parent) is dropped.
+const ANSWERED_FIELD: &str = "http.response.status_code";
 
 /// Why a trace was recorded.
 #[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
@@ -134,7 +138,8 @@ pub struct Trace {
     pub recorded_because: Reason,
     /// Wall-clock start, Unix milliseconds.
     pub started_unix_ms: u64,
-    /// The root span's duration, milliseconds.
+    /// The root span's duration (until the answer's status was recorded),
+    /// milliseconds; a shadow run may go on after it.
     pub duration_ms: f64,
     /// The route (`unmatched` when none matched).
     pub route: String,
@@ -745,6 +750,14 @@ where
                 attrs: &mut open.attrs,
                 budget: attr_bytes_left,
             });
+            // The root ends when the server records its answer's status: a
+            // shadow run holds the span open after the client has its answer.
+            if recorded.index == 0
+                && open.end.is_none()
+                && open.attrs.iter().any(|(k, _)| *k == ANSWERED_FIELD)
+            {
+                open.end = Some(Instant::now());
+            }
         }
     }
 
@@ -770,7 +783,7 @@ where
                 }
             }
             if let Some(open) = b.spans.get_mut(recorded.index) {
-                open.end = Some(ended);
+                open.end.get_or_insert(ended);
             }
             b.open -= 1;
             (b.open == 0).then(|| finish(&mut b))

@@ -141,10 +141,15 @@ fn a_detached_child_joins_its_parent_s_trace() {
     store.viewer_seen();
     with_recorder(store, 0, || {
         let armed = store.arm(&headers(None));
-        let root = tracing::info_span!("request", gateway.route = "validate");
+        let root = tracing::info_span!(
+            "request",
+            gateway.route = "validate",
+            http.response.status_code = tracing::field::Empty,
+        );
         drop(armed);
         // The shadow worker: no current span, an explicit parent.
         let shadow = tracing::info_span!(parent: &root, "shadow", gateway.shadow.match = true);
+        root.record("http.response.status_code", 200i64);
         shadow.in_scope(|| drop(tracing::info_span!("native.compute")));
         drop(shadow);
         drop(root);
@@ -157,6 +162,10 @@ fn a_detached_child_joins_its_parent_s_trace() {
     let names: Vec<&str> = found[0].spans.iter().map(|s| s.name).collect();
     assert_eq!(names, ["request", "shadow", "native.compute"]);
     assert_eq!(found[0].spans[1].attributes["gateway.shadow.match"], true);
+    // The root ended with its answer; the shadow ran on after it.
+    let (root, shadow) = (&found[0].spans[0], &found[0].spans[1]);
+    assert!(shadow.start_ms + shadow.duration_ms >= root.duration_ms);
+    assert_eq!(found[0].duration_ms, root.duration_ms);
 }
 
 #[test]
