@@ -278,16 +278,13 @@ fn bad_query(detail: String) -> Response {
     ProblemResponse(Problem::new(400, "Bad Request", detail)).into_response()
 }
 
-/// The query parameters, or the 400 saying why they cannot be read.
+/// The query parameters, or why they cannot be read.
 fn query_params(
     query: Result<Query<BTreeMap<String, String>>, QueryRejection>,
-) -> Result<BTreeMap<String, String>, Response> {
-    query.map(|Query(params)| params).map_err(|e| {
-        bad_query(format!(
-            "the query string cannot be read: {}",
-            e.body_text()
-        ))
-    })
+) -> Result<BTreeMap<String, String>, String> {
+    query
+        .map(|Query(params)| params)
+        .map_err(|e| format!("the query string cannot be read: {}", e.body_text()))
 }
 
 /// The last 15 minutes per second: `?route=` for one route.
@@ -297,7 +294,7 @@ async fn series(
 ) -> Response {
     let params = match query_params(query) {
         Ok(params) => params,
-        Err(refused) => return refused,
+        Err(detail) => return bad_query(detail),
     };
     if let Some(other) = params.keys().find(|k| *k != "route") {
         return bad_query(format!(
@@ -316,7 +313,7 @@ async fn series(
 async fn traces_json(query: Result<Query<BTreeMap<String, String>>, QueryRejection>) -> Response {
     let params = match query_params(query) {
         Ok(params) => params,
-        Err(refused) => return refused,
+        Err(detail) => return bad_query(detail),
     };
     let query = match traces::Query::parse(&params) {
         Ok(query) => query,

@@ -364,7 +364,7 @@ impl TraceStore {
         if query.slowest {
             found.sort_by(|a, b| b.duration_ms.total_cmp(&a.duration_ms));
         } else {
-            found.sort_by(|a, b| b.started_unix_ms.cmp(&a.started_unix_ms));
+            found.sort_by_key(|t| std::cmp::Reverse(t.started_unix_ms));
         }
         found.truncate(query.limit);
         found
