@@ -309,3 +309,36 @@ fn query_parameters_are_checked() {
         assert!(err.contains(needle), "{pairs:?}: {err}");
     }
 }
+
+#[test]
+fn with_export_on_the_ids_are_opentelemetry_s() {
+    use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let store = new_store();
+    store.viewer_seen();
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    let subscriber = tracing_subscriber::registry()
+        .with(layer_for(store, 0, true, None))
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+    let (trace_id, span_id, unrecorded_built) =
+        tracing::subscriber::with_default(subscriber, || {
+            let armed = store.arm(&headers(None));
+            let root = tracing::info_span!("request", gateway.route = "validate");
+            drop(armed);
+            let cx = root.context();
+            let ids = cx.span().span_context().clone();
+            drop(root);
+            // Export on: spans of unrecorded requests are still built (for the
+            // exporter), just not kept here.
+            store.viewer_until_ms.store(1, Ordering::Relaxed);
+            let armed = store.arm(&headers(None));
+            let other = tracing::info_span!("request", gateway.route = "validate");
+            drop(armed);
+            (ids.trace_id(), ids.span_id(), !other.is_disabled())
+        });
+    let found = store.find(&Query::default());
+    assert_eq!(found.len(), 1, "only the recorded request is kept");
+    assert_eq!(found[0].trace_id, format!("{trace_id}"));
+    assert_eq!(found[0].spans[0].span_id, format!("{span_id}"));
+    assert!(unrecorded_built, "the exporter's spans were turned down");
+}
