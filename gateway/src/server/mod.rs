@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod admission;
+pub mod header_limits;
 pub mod listener;
 mod openapi;
 
