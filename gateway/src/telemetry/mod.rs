@@ -9,9 +9,14 @@
 //! * [`stats::Stats`] keeps the per-route, per-backend latency histograms
 //!   the built-in `/dashboard` reads, with no external service.
 //! * [`propagation`] reads and writes W3C `traceparent` headers.
+//! * [`request`] records each public request (server span, metrics,
+//!   statistics, `x-gateway-*` headers); [`attempt`] is the layer that
+//!   spans each attempt on Spin.
 
+pub mod attempt;
 pub mod metrics;
 pub mod propagation;
+pub mod request;
 pub mod stats;
 
 use std::sync::atomic::{AtomicU64, Ordering};

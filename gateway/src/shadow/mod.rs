@@ -9,6 +9,11 @@
 //! and in the bytes they hold (request and answer bodies): when either is
 //! full the sample is dropped (and counted), so a shadow never delays or
 //! fails a real request and never holds more than [`MAX_BUFFERED_BYTES`].
+//!
+//! Sampling is a layer of the route's stack ([`layer`]); this module is
+//! the queue and the worker.
+
+pub mod layer;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,9 +25,10 @@ use http_body_util::BodyExt;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use crate::fallback::clone_parts;
-use crate::runtime::Runtime;
-use crate::spin::RequestBody;
+use crate::backend::{Backend, RequestBody, clone_parts};
+use crate::config::RouteConfig;
+use crate::native::Native;
+use crate::spin::SpinBackend;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::stats::Stats;
 
@@ -34,12 +40,20 @@ pub const MAX_BUFFERED_BYTES: usize = 32 << 20;
 /// Bytes of each answer logged on a mismatch.
 const LOGGED_BYTES: usize = 200;
 
+/// Where a route's samples are replayed: the route and both its backends.
+pub struct Target {
+    /// The route's config.
+    pub route: Arc<RouteConfig>,
+    /// The Spin backend.
+    pub spin: SpinBackend,
+    /// The native handlers.
+    pub native: Native,
+}
+
 /// One sampled request and the answer the client got.
 pub struct Job {
-    /// The runtime snapshot the request ran on.
-    pub runtime: Arc<Runtime>,
-    /// Index of the route in `runtime.routes`.
-    pub route: usize,
+    /// The route and its backends.
+    pub target: Arc<Target>,
     /// The request head.
     pub parts: http::request::Parts,
     /// The request body.
@@ -49,7 +63,7 @@ pub struct Job {
     /// Who asked.
     pub client: SocketAddr,
     /// The backend that answered the client.
-    pub primary_backend: String,
+    pub primary_backend: Backend,
     /// Its status.
     pub primary_status: u16,
     /// Its body.
@@ -102,7 +116,7 @@ impl Shadow {
     /// Queues a sample, or drops (and counts) it when the queue is full
     /// or its bodies would take the buffered bytes past the limit.
     pub fn submit(&self, job: Job) {
-        let route = job.runtime.routes[job.route].config.name.clone();
+        let route = job.target.route.name.clone();
         let weight = job.weight();
         let reserved = self
             .buffered
@@ -134,34 +148,34 @@ impl Shadow {
 }
 
 async fn run(job: Job, metrics: &Metrics, stats: &Stats) {
-    let route = &job.runtime.routes[job.route].config;
+    let route = &*job.target.route;
     // The other path: Spin when native answered, native when Spin did.
-    let shadow_backend = if job.primary_backend == "native" {
-        job.runtime.spin.label()
+    let shadow_backend = if job.primary_backend == Backend::Native {
+        job.target.spin.backend()
     } else {
-        "native"
+        Backend::Native
     };
     let span = tracing::info_span!(
         parent: &job.parent,
         "shadow",
         gateway.route = %route.name,
         gateway.shadow.primary_backend = %job.primary_backend,
-        gateway.shadow.backend = shadow_backend,
+        gateway.shadow.backend = shadow_backend.as_str(),
         gateway.shadow.primary_ms = job.primary_took.as_secs_f64() * 1000.0,
         gateway.shadow.shadow_ms = tracing::field::Empty,
         gateway.shadow.match = tracing::field::Empty,
     );
     let started = Instant::now();
     let answer = async {
-        let response = if shadow_backend == "native" {
+        let response = if shadow_backend == Backend::Native {
             let handler = route.native?;
-            job.runtime
+            job.target
                 .native
                 .call(handler, &job.parts.headers, job.body.clone(), route.timeout)
                 .await
         } else {
             let path = job.spin_path.as_deref()?;
-            let call = job.runtime.spin.call(
+            let call = job.target.spin.call(
                 clone_parts(&job.parts),
                 RequestBody::Buffered(job.body.clone()),
                 path,
@@ -178,7 +192,7 @@ async fn run(job: Job, metrics: &Metrics, stats: &Stats) {
     .await;
     let took = started.elapsed();
     span.record("gateway.shadow.shadow_ms", took.as_secs_f64() * 1000.0);
-    metrics.shadow_duration(&route.name, shadow_backend, took);
+    metrics.shadow_duration(&route.name, shadow_backend.as_str(), took);
     let matched = answer
         .as_ref()
         .is_some_and(|(status, body)| *status == job.primary_status && *body == job.primary_body);
@@ -192,7 +206,7 @@ async fn run(job: Job, metrics: &Metrics, stats: &Stats) {
             parent: &span,
             route = %route.name,
             primary = %job.primary_backend,
-            shadow = shadow_backend,
+            shadow = shadow_backend.as_str(),
             primary_status = job.primary_status,
             shadow_status = status,
             primary_body = %String::from_utf8_lossy(&job.primary_body[..job.primary_body.len().min(LOGGED_BYTES)]),
