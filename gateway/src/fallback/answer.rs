@@ -98,19 +98,12 @@ where
 }
 
 impl Shared {
-    /// The answer when Spin failed and native does not stand in.
-    fn failure_response(&self, failure: BackendError) -> Response {
+    /// The problem for a failure, and the `Retry-After` seconds if
+    /// retrying later helps.
+    fn problem_for(&self, failure: BackendError) -> (Problem, Option<u64>) {
         let route = &*self.route;
         let backend = &self.describe;
-        if matches!(
-            failure,
-            BackendError::Overloaded { .. } | BackendError::PoolFull { .. }
-        ) {
-            self.metrics.shed(&route.name);
-        }
-        let (problem, retry_after) = match failure {
-            BackendError::ServerError(response) => return response,
-            BackendError::ClientFault(fault) => return fault.response(),
+        match failure {
             BackendError::Connect(cause) => (
                 Problem::new(
                     503,
@@ -176,7 +169,33 @@ impl Shared {
                 ),
                 Some(1),
             ),
+            // Answered before this is asked (a 5xx passed on, the client's
+            // 4xx), or a failure with no problem of its own yet.
+            other => (
+                Problem::new(
+                    502,
+                    "Bad Gateway",
+                    format!("route `{}`: {backend}: {other}", route.name),
+                ),
+                None,
+            ),
+        }
+    }
+
+    /// The answer when Spin failed and native does not stand in.
+    fn failure_response(&self, failure: BackendError) -> Response {
+        if matches!(
+            failure,
+            BackendError::Overloaded { .. } | BackendError::PoolFull { .. }
+        ) {
+            self.metrics.shed(&self.route.name);
+        }
+        let (problem, retry_after) = match failure {
+            BackendError::ServerError(response) => return response,
+            BackendError::ClientFault { answer, .. } => return answer,
+            failure => self.problem_for(failure),
         };
+        let route = &*self.route;
         let problem = problem
             .with("route", serde_json::json!(route.name))
             .with("backend", serde_json::json!(self.backend.as_str()));
