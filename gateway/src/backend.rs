@@ -12,7 +12,6 @@ use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
 
-use crate::admission::BodyError;
 use crate::config::FallbackTrigger;
 
 /// Response header naming the backend that answered.
@@ -210,7 +209,13 @@ pub enum BackendError {
     /// The client broke the exchange (its streamed body broke off, passed a
     /// limit or stalled): not the backend's fault.
     #[error("the client's request failed")]
-    ClientFault(#[source] BodyError),
+    ClientFault {
+        /// The client's 4xx.
+        answer: Response,
+        /// What the client did.
+        #[source]
+        cause: BoxError,
+    },
 }
 
 impl BackendError {
@@ -225,7 +230,7 @@ impl BackendError {
             BackendError::Overloaded { .. } | BackendError::PoolFull { .. } => {
                 FallbackTrigger::Overloaded
             }
-            BackendError::ClientFault(_) => return None,
+            BackendError::ClientFault { .. } => return None,
         })
     }
 
@@ -248,7 +253,7 @@ impl BackendError {
     pub fn is_backend_failure(&self) -> bool {
         !matches!(
             self,
-            BackendError::PoolFull { .. } | BackendError::ClientFault(_)
+            BackendError::PoolFull { .. } | BackendError::ClientFault { .. }
         )
     }
 
@@ -263,7 +268,7 @@ impl BackendError {
             BackendError::ServerError(_) => "5xx",
             BackendError::CircuitOpen => "circuit-open",
             BackendError::Overloaded { .. } | BackendError::PoolFull { .. } => "overloaded",
-            BackendError::ClientFault(_) => "client",
+            BackendError::ClientFault { .. } => "client",
         }
     }
 }

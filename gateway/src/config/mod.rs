@@ -8,6 +8,7 @@
 //! [`schema`] holds the file's shape (serde); [`validate`] turns it into the
 //! checked, typed [`Config`] the gateway runs on.
 
+mod route;
 mod schema;
 mod validate;
 

@@ -5,8 +5,15 @@
 //!
 //! The first choice is [`SizeRule`] (`native_above_bytes`); a choice that
 //! learns (say, from latencies) implements [`PathChoice::observe`] too.
+//!
+//! The log hears of state changes, not of every request: one line when a
+//! route starts falling back, one when Spin answers again (with how many
+//! requests native served meanwhile). Each fallback is still on its
+//! request's spans and in the `gateway.fallbacks` metric; an outage of a
+//! hundred thousand requests writes two lines, not a hundred thousand.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -77,6 +84,39 @@ pub struct Fallback<S, N> {
 struct Shared {
     route: Arc<RouteConfig>,
     choice: Box<dyn PathChoice>,
+    episode: Episode,
+}
+
+/// Whether the route is falling back right now, and how many requests
+/// native has served in its place since it started.
+#[derive(Default)]
+struct Episode {
+    active: AtomicBool,
+    served: AtomicU64,
+}
+
+impl Episode {
+    /// Native stands in for one request; logs when that starts an episode.
+    fn fell_back(&self, route: &str, reason: &'static str) {
+        self.served.fetch_add(1, Ordering::AcqRel);
+        if !self.active.swap(true, Ordering::AcqRel) {
+            tracing::info!(route, reason, "falling back to native");
+        } else {
+            tracing::debug!(route, reason, "falling back to native");
+        }
+    }
+
+    /// Spin answered; logs the end of an episode, if one was running.
+    fn spin_answered(&self, route: &str) {
+        if self.active.load(Ordering::Acquire) && self.active.swap(false, Ordering::AcqRel) {
+            let served = self.served.swap(0, Ordering::AcqRel);
+            tracing::info!(
+                route,
+                served_by_native = served,
+                "Spin answers again; fallback to native ended"
+            );
+        }
+    }
 }
 
 impl<S, N> Fallback<S, N> {
@@ -86,7 +126,11 @@ impl<S, N> Fallback<S, N> {
         Fallback {
             spin,
             native,
-            shared: Arc::new(Shared { route, choice }),
+            shared: Arc::new(Shared {
+                route,
+                choice,
+                episode: Episode::default(),
+            }),
         }
     }
 }
@@ -131,6 +175,7 @@ where
             let failure = match spin.await {
                 Ok(response) => {
                     shared.observe(choice, started, None);
+                    shared.episode.spin_answered(&shared.route.name);
                     return Ok(response);
                 }
                 Err(failure) => failure,
@@ -140,7 +185,7 @@ where
             match trigger.filter(|t| shared.route.fallback_on.contains(t)) {
                 Some(trigger) => {
                     let reason = trigger.as_str();
-                    tracing::info!(route = %shared.route.name, reason, "falling back to native");
+                    shared.episode.fell_back(&shared.route.name, reason);
                     kept.fallback = Some(reason);
                     native.call(kept).await
                 }
@@ -172,5 +217,115 @@ impl Shared {
             failure,
             took: started.elapsed(),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::Mutex;
+
+    use axum::body::Body;
+    use bytes::Bytes;
+    use tower::service_fn;
+
+    use super::*;
+    use crate::backend::RequestBody;
+    use crate::config::{BackendKind, Config};
+
+    /// Log output, shared with the subscriber that writes it.
+    #[derive(Clone, Default)]
+    struct Logs(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Logs {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("log buffer").extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+        type Writer = Logs;
+        fn make_writer(&'a self) -> Logs {
+            self.clone()
+        }
+    }
+
+    fn request() -> RouteRequest {
+        RouteRequest {
+            parts: http::Request::new(()).into_parts().0,
+            body: RequestBody::Buffered(Bytes::from_static(b"[]")),
+            spin_path: Some("/validate".into()),
+            client: "127.0.0.1:9".parse().expect("address"),
+            fallback: None,
+            attempt: 1,
+        }
+    }
+
+    fn ok() -> BackendFuture {
+        Box::pin(async { Ok(Response::new(Body::empty())) })
+    }
+
+    #[test]
+    fn an_outage_logs_its_start_and_end_not_every_request() {
+        const OUTAGE: usize = 500;
+        let logs = Logs::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(logs.clone())
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .finish();
+        let config = Config::builtin().expect("built-in config");
+        let route = config
+            .route("validate")
+            .expect("the validate route")
+            .clone();
+        assert_eq!(route.backend, BackendKind::Auto);
+        let spin_up = Arc::new(AtomicBool::new(false));
+        let up = spin_up.clone();
+        let spin = service_fn(move |_: RouteRequest| -> BackendFuture {
+            if up.load(Ordering::Acquire) {
+                ok()
+            } else {
+                Box::pin(async { Err(BackendError::Connect("connection refused".into())) })
+            }
+        });
+        let native = service_fn(|_: RouteRequest| ok());
+        let choice = Box::new(SizeRule {
+            native_above_bytes: None,
+        });
+        let mut fallback = Fallback::new(Arc::new(route), choice, spin, native);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        tracing::subscriber::with_default(subscriber, || {
+            runtime.block_on(async {
+                for _ in 0..OUTAGE {
+                    fallback.call(request()).await.expect("native answers");
+                }
+                spin_up.store(true, Ordering::Release);
+                for _ in 0..3 {
+                    fallback.call(request()).await.expect("Spin answers");
+                }
+            })
+        });
+        let bytes = logs.0.lock().expect("log buffer").clone();
+        let text = String::from_utf8_lossy(&bytes);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines.len(),
+            2,
+            "one line at each end of the outage:\n{text}"
+        );
+        assert!(lines[0].contains("falling back to native"), "{text}");
+        assert!(lines[0].contains("connect-error"), "{text}");
+        assert!(lines[1].contains("fallback to native ended"), "{text}");
+        assert!(
+            lines[1].contains(&format!("served_by_native={OUTAGE}")),
+            "{text}"
+        );
     }
 }

@@ -67,7 +67,7 @@ where
         Box::pin(async move {
             let failure = match call.await {
                 Ok(response) => return Ok(response),
-                Err(e @ (BackendError::PoolFull { .. } | BackendError::ClientFault(_))) => {
+                Err(e @ (BackendError::PoolFull { .. } | BackendError::ClientFault { .. })) => {
                     return Err(e);
                 }
                 Err(e) => e,
@@ -76,7 +76,10 @@ where
             match client_fault(Some(&watch), timed_out) {
                 Some(fault) => {
                     tracing::debug!(route = %route.name, ?failure, "client-side failure: {fault}");
-                    Err(BackendError::ClientFault(fault))
+                    Err(BackendError::ClientFault {
+                        answer: fault.response(),
+                        cause: Box::new(fault),
+                    })
                 }
                 None => Err(failure),
             }
