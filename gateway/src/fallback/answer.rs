@@ -97,6 +97,11 @@ where
     }
 }
 
+/// `503 Overloaded` + `Retry-After: 1`: a shed, worth retrying shortly.
+fn overloaded(detail: String) -> (Problem, Option<u64>) {
+    (Problem::new(503, "Overloaded", detail), Some(1))
+}
+
 impl Shared {
     /// The problem for a failure, and the `Retry-After` seconds if
     /// retrying later helps.
@@ -150,25 +155,13 @@ impl Shared {
                 ),
                 Some(route.circuit.open_for.as_secs().max(1)),
             ),
-            pool @ BackendError::PoolFull { .. } => (
-                Problem::new(
-                    503,
-                    "Overloaded",
-                    format!("route `{}`: {pool}; retry shortly", route.name),
-                ),
-                Some(1),
-            ),
-            BackendError::Overloaded { limit } => (
-                Problem::new(
-                    503,
-                    "Overloaded",
-                    format!(
-                        "route `{}` already has {limit} requests in flight on {backend}; retry shortly",
-                        route.name
-                    ),
-                ),
-                Some(1),
-            ),
+            pool @ BackendError::PoolFull { .. } => {
+                overloaded(format!("route `{}`: {pool}; retry shortly", route.name))
+            }
+            BackendError::Overloaded { limit } => overloaded(format!(
+                "route `{}` already has {limit} requests in flight on {backend}; retry shortly",
+                route.name
+            )),
             // Answered before this is asked (a 5xx passed on, the client's
             // 4xx), or a failure with no problem of its own yet.
             other => (
