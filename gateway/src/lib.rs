@@ -6,8 +6,13 @@
 //! * [`config`] – the route-level config file, parsed and validated.
 //! * [`runtime`] – the running snapshot of a config, and hot reload.
 //! * [`routing`] – method + path to a configured route.
-//! * [`fallback`] – backend choice per route: Spin, native, or Spin with a
-//!   native fallback; circuit breaker, limits, timeouts, retries.
+//! * [`backend`] – who serves a request (the [`backend::Backend`] enum),
+//!   what they are handed and how they fail: the words every layer shares.
+//! * [`admission`] – what the gateway lets in: in-flight caps, byte
+//!   budgets, body deadlines; the top layer of every route's stack.
+//! * [`fallback`] – the policy layers of a route's stack: backend choice
+//!   (Spin, native, or Spin with a native fallback), concurrency limit,
+//!   circuit breaker, retries, timeouts.
 //! * [`spin`] – the Spin backend, embedded (the `spin-host` crate runs the
 //!   components in-process) or external ([`proxy`] to a running `spin up`).
 //! * [`native`] – handlers compiled from the same core crate as the components.
@@ -16,9 +21,11 @@
 //! * [`telemetry`] – traces, metrics and dashboard statistics comparing the
 //!   Wasm and native paths.
 //! * [`shadow`] – sampled replays on the other path, compared off the
-//!   request path.
+//!   request path (a layer of the routes that sample).
 //! * [`problem`] – RFC 9457 errors produced by the gateway itself.
 
+pub mod admission;
+pub mod backend;
 pub mod cli;
 pub mod config;
 pub mod fallback;

@@ -16,6 +16,7 @@ use items_core::TrustedKeys;
 
 use crate::config::{self, Config, ConfigError, RouteConfig, SpinMode};
 use crate::fallback::RoutePolicy;
+use crate::fallback::stack::{self, RouteStack, StackParts};
 use crate::native::Native;
 use crate::proxy::ExternalSpin;
 use crate::routing::RouteTable;
@@ -97,12 +98,23 @@ impl Overrides {
     }
 }
 
-/// One route with its live policy state.
+/// One route with its live policy state and its stack.
 pub struct RouteRuntime {
     /// The route's checked config.
-    pub config: RouteConfig,
+    pub config: Arc<RouteConfig>,
     /// Its limit, breaker and retry budget.
     pub policy: RoutePolicy,
+    /// Its layers over its backend, built with this snapshot.
+    pub stack: RouteStack,
+}
+
+/// What outlives snapshots and every route's stack reports to.
+#[derive(Clone)]
+pub struct Shared {
+    /// Metrics, exported at `/metrics` and over OTLP.
+    pub metrics: Arc<Metrics>,
+    /// The shadow-comparison queue.
+    pub shadow: Shadow,
 }
 
 /// Everything a request needs, frozen for its lifetime.
@@ -126,6 +138,7 @@ impl Runtime {
         config: Config,
         overrides: &Overrides,
         previous: Option<&Runtime>,
+        shared: &Shared,
     ) -> anyhow::Result<Runtime> {
         let table = RouteTable::new(config.routes.iter().map(|r| (&r.method, r.path.as_str())))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -146,12 +159,22 @@ impl Runtime {
             .map(|route| {
                 // Unchanged routes keep their breaker and counters.
                 let policy = previous
-                    .and_then(|p| p.routes.iter().find(|r| r.config == *route))
+                    .and_then(|p| p.routes.iter().find(|r| *r.config == *route))
                     .map(|r| r.policy.clone())
                     .unwrap_or_else(|| RoutePolicy::new(route));
+                let config = Arc::new(route.clone());
+                let stack = stack::build(&StackParts {
+                    route: &config,
+                    policy: &policy,
+                    spin: &spin,
+                    native: &native,
+                    metrics: &shared.metrics,
+                    shadow: &shared.shadow,
+                });
                 RouteRuntime {
-                    config: route.clone(),
+                    config,
                     policy,
+                    stack,
                 }
             })
             .collect();
@@ -302,16 +325,20 @@ impl Gateway {
     /// builds the first snapshot.
     pub fn start(source: Option<PathBuf>, overrides: Overrides) -> anyhow::Result<Gateway> {
         let config = overrides.apply(load_config(source.as_deref())?);
-        let runtime = Runtime::build(config, &overrides, None)?;
         let otlp = crate::telemetry::OtlpTarget::from_env().map_err(|e| anyhow::anyhow!(e))?;
         let metrics = Arc::new(Metrics::new(otlp.as_ref())?);
+        let stats = Arc::new(Stats::default());
+        let shadow = Shadow::start(metrics.clone(), stats.clone(), config.server.max_in_flight);
+        let series = Arc::new(crate::telemetry::series::Series::default());
+        series.follow_shadow(&stats);
+        let shared = Shared {
+            metrics: metrics.clone(),
+            shadow: shadow.clone(),
+        };
+        let runtime = Runtime::build(config, &overrides, None, &shared)?;
         for route in &runtime.routes {
             metrics.circuit_state(&route.config.name, route.policy.circuit.state());
         }
-        let stats = Arc::new(Stats::default());
-        let shadow = Shadow::start(metrics.clone(), stats.clone());
-        let series = Arc::new(crate::telemetry::series::Series::default());
-        series.follow_shadow(&stats);
         let current = Arc::new(ArcSwap::from_pointee(runtime));
         // Whatever snapshot is current when metrics are collected.
         let snapshots = Arc::downgrade(&current);
@@ -363,7 +390,11 @@ impl Gateway {
             restart_required.push("server (limits and timeouts)".to_string());
         }
         let spin_rebuilt = config.spin != old.config.spin;
-        let runtime = Runtime::build(config, &self.overrides, Some(&old))?;
+        let shared = Shared {
+            metrics: self.metrics.clone(),
+            shadow: self.shadow.clone(),
+        };
+        let runtime = Runtime::build(config, &self.overrides, Some(&old), &shared)?;
         let routes = runtime
             .routes
             .iter()

@@ -8,6 +8,7 @@
 //! [`schema`] holds the file's shape (serde); [`validate`] turns it into the
 //! checked, typed [`Config`] the gateway runs on.
 
+mod route;
 mod schema;
 mod validate;
 
@@ -48,10 +49,6 @@ pub struct Reuse {
     /// Idle time after which an instance is recycled.
     pub idle: Duration,
 }
-
-/// `shadow.sample` of an `auto` route (both paths) that leaves it out: one
-/// request in a hundred is replayed on the other path and compared.
-pub const DEFAULT_SHADOW_SAMPLE: f64 = 0.01;
 
 /// `[server].header_read_timeout_ms` when the file leaves it out.
 pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
@@ -247,7 +244,7 @@ pub struct RouteConfig {
     pub native_above_bytes: Option<usize>,
     /// Fraction of requests replayed on the other backend and compared
     /// (0 = off); needs both `spin_path` and `native`. An `auto` route
-    /// without a `shadow` table gets [`DEFAULT_SHADOW_SAMPLE`].
+    /// without a `shadow` table samples 1% (`route::DEFAULT_SHADOW_SAMPLE`).
     pub shadow_sample: f64,
 }
 

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use super::route::DEFAULT_SHADOW_SAMPLE;
 use super::*;
 
 const FILE: &str = "gw.toml";

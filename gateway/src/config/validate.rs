@@ -6,14 +6,10 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use http::Method;
 use toml::Spanned;
 
 use super::schema;
-use super::{
-    BackendKind, CircuitPolicy, Config, FallbackTrigger, NativeHandler, RetryPolicy, RouteConfig,
-    ServerLimits, SpinMode,
-};
+use super::{BackendKind, Config, RouteConfig, ServerLimits, SpinMode};
 
 /// Why a config file was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -43,13 +39,14 @@ pub enum ConfigError {
 }
 
 /// Error construction with positions computed from spans.
-struct Ctx<'a> {
+pub(super) struct Ctx<'a> {
     text: &'a str,
     file: &'a Path,
 }
 
 impl Ctx<'_> {
-    fn err(
+    /// An error at `span` about `field`.
+    pub(super) fn err(
         &self,
         span: Range<usize>,
         field: impl Into<String>,
@@ -65,7 +62,8 @@ impl Ctx<'_> {
         }
     }
 
-    fn int_in<T: TryFrom<i64>>(
+    /// `value` (or `default` when absent), checked against `range`.
+    pub(super) fn int_in<T: TryFrom<i64>>(
         &self,
         value: &Option<Spanned<i64>>,
         field: &str,
@@ -143,7 +141,7 @@ pub(super) fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
     let mut names = HashSet::new();
     let mut matches = HashSet::new();
     for (i, route) in parsed.route.iter().enumerate() {
-        let checked = route_config(&ctx, i, route.get_ref(), &server)?;
+        let checked = super::route::route_config(&ctx, i, route.get_ref(), &server)?;
         if !names.insert(checked.name.clone()) {
             return Err(ctx.err(
                 route.get_ref().name.span(),
@@ -396,329 +394,8 @@ fn upstream_uri(ctx: &Ctx, value: &Spanned<String>) -> Result<http::Uri, ConfigE
     parse_upstream(value.get_ref()).map_err(|m| ctx.err(value.span(), "spin.upstream", m))
 }
 
-fn route_config(
-    ctx: &Ctx,
-    i: usize,
-    route: &schema::Route,
-    server: &ServerLimits,
-) -> Result<RouteConfig, ConfigError> {
-    let f = |name: &str| format!("route[{i}].{name}");
-    let name = route.name.get_ref().clone();
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-    {
-        return Err(ctx.err(
-            route.name.span(),
-            f("name"),
-            format!("`{name}` must be non-empty lowercase letters, digits, `-` or `_`"),
-        ));
-    }
-
-    let matcher = route.matcher.get_ref();
-    let method_text = matcher.method.get_ref();
-    let method = match method_text.as_str() {
-        "GET" | "POST" | "PUT" | "PATCH" | "DELETE" => {
-            Method::from_bytes(method_text.as_bytes())
-                .map_err(|_| ctx.err(matcher.method.span(), f("match.method"), "invalid method"))?
-        }
-        other => {
-            return Err(ctx.err(
-                matcher.method.span(),
-                f("match.method"),
-                format!("`{other}` is not supported; expected GET, POST, PUT, PATCH or DELETE"),
-            ));
-        }
-    };
-    let path = matcher.path.get_ref().clone();
-    let params =
-        path_params(&path).map_err(|m| ctx.err(matcher.path.span(), f("match.path"), m))?;
-
-    let backend = match route
-        .backend
-        .as_ref()
-        .map_or("spin", |b| b.get_ref().as_str())
-    {
-        "spin" => BackendKind::Spin,
-        "native" => BackendKind::Native,
-        "auto" => BackendKind::Auto,
-        other => {
-            let span = route.backend.as_ref().map_or(0..0, Spanned::span);
-            return Err(ctx.err(
-                span,
-                f("backend"),
-                format!("`{other}` is not a backend; expected \"spin\", \"native\" or \"auto\""),
-            ));
-        }
-    };
-    let route_span = route.name.span();
-
-    let spin_path = match &route.spin_path {
-        Some(p) => {
-            let text = p.get_ref();
-            let spin_params =
-                path_params(text).map_err(|m| ctx.err(p.span(), f("spin_path"), m))?;
-            if let Some(missing) = spin_params.iter().find(|p| !params.contains(p)) {
-                return Err(ctx.err(
-                    p.span(),
-                    f("spin_path"),
-                    format!("uses `{{{missing}}}`, which `match.path` does not capture"),
-                ));
-            }
-            Some(text.clone())
-        }
-        None if backend != BackendKind::Native => {
-            return Err(ctx.err(
-                route_span,
-                f("spin_path"),
-                "required when backend is \"spin\" or \"auto\" (the path on the Spin app)",
-            ));
-        }
-        None => None,
-    };
-
-    let native = match &route.native {
-        Some(n) => match n.get_ref().as_str() {
-            "validate" => Some(NativeHandler::Validate),
-            other => {
-                return Err(ctx.err(
-                    n.span(),
-                    f("native"),
-                    format!("no native handler `{other}`; available: \"validate\""),
-                ));
-            }
-        },
-        None if backend != BackendKind::Spin => {
-            return Err(ctx.err(
-                route_span,
-                f("native"),
-                "required when backend is \"native\" or \"auto\" (available: \"validate\")",
-            ));
-        }
-        None => None,
-    };
-
-    let timeout = Duration::from_millis(ctx.int_in(
-        &route.timeout_ms,
-        &f("timeout_ms"),
-        1..=600_000,
-        30_000u64,
-    )?);
-    let max_body_bytes = ctx.int_in(
-        &route.max_body_bytes,
-        &f("max_body_bytes"),
-        0..=1 << 30,
-        items_core::MAX_ITEM_BYTES,
-    )?;
-    let concurrency = ctx.int_in(&route.concurrency, &f("concurrency"), 1..=100_000, 256usize)?;
-    // A route's budgets are shares of the gateway's: larger would never
-    // apply, so it is refused rather than silently capped.
-    let max_in_flight = ctx.int_in(
-        &route.max_in_flight,
-        &f("max_in_flight"),
-        1..=server.max_in_flight as i64,
-        server.max_in_flight.div_ceil(2),
-    )?;
-    let max_buffered_bytes = ctx.int_in(
-        &route.max_buffered_bytes,
-        &f("max_buffered_bytes"),
-        1..=server.max_buffered_bytes as i64,
-        server.max_buffered_bytes.div_ceil(2),
-    )?;
-
-    let retry = match &route.retry {
-        None => RetryPolicy {
-            attempts: 0,
-            backoff: Duration::from_millis(25),
-            budget_ratio: 0.2,
-        },
-        Some(r) => {
-            let r = r.get_ref();
-            RetryPolicy {
-                attempts: ctx.int_in(&r.attempts, &f("retry.attempts"), 0..=5, 0u32)?,
-                backoff: Duration::from_millis(ctx.int_in(
-                    &r.backoff_ms,
-                    &f("retry.backoff_ms"),
-                    1..=10_000,
-                    25u64,
-                )?),
-                budget_ratio: ctx.int_in::<u32>(
-                    &r.budget_percent,
-                    &f("retry.budget_percent"),
-                    1..=100,
-                    20,
-                )? as f32
-                    / 100.0,
-            }
-        }
-    };
-
-    let circuit = {
-        let empty = schema::Circuit {
-            consecutive_failures: None,
-            failure_rate: None,
-            min_requests: None,
-            window_ms: None,
-            open_ms: None,
-            half_open_probes: None,
-        };
-        let c = route.circuit.as_ref().map_or(&empty, Spanned::get_ref);
-        let failure_rate = match &c.failure_rate {
-            None => 0.5,
-            Some(r) => {
-                let v = *r.get_ref();
-                if !(v > 0.0 && v <= 1.0) {
-                    return Err(ctx.err(
-                        r.span(),
-                        f("circuit.failure_rate"),
-                        format!("{v} is out of range; expected a fraction in (0, 1]"),
-                    ));
-                }
-                v
-            }
-        };
-        CircuitPolicy {
-            consecutive_failures: ctx.int_in(
-                &c.consecutive_failures,
-                &f("circuit.consecutive_failures"),
-                1..=1_000,
-                5u32,
-            )?,
-            failure_rate,
-            min_requests: ctx.int_in(
-                &c.min_requests,
-                &f("circuit.min_requests"),
-                1..=100_000,
-                20u32,
-            )?,
-            window: Duration::from_millis(ctx.int_in(
-                &c.window_ms,
-                &f("circuit.window_ms"),
-                100..=3_600_000,
-                10_000u64,
-            )?),
-            open_for: Duration::from_millis(ctx.int_in(
-                &c.open_ms,
-                &f("circuit.open_ms"),
-                10..=3_600_000,
-                5_000u64,
-            )?),
-            half_open_probes: ctx.int_in(
-                &c.half_open_probes,
-                &f("circuit.half_open_probes"),
-                1..=100,
-                1u32,
-            )?,
-        }
-    };
-
-    let (fallback_on, native_above_bytes) = match &route.fallback {
-        None if backend == BackendKind::Auto => (FallbackTrigger::ALL.to_vec(), None),
-        None => (Vec::new(), None),
-        Some(fb) if backend != BackendKind::Auto => {
-            return Err(ctx.err(
-                fb.span(),
-                f("fallback"),
-                "only routes with backend = \"auto\" fall back to native",
-            ));
-        }
-        Some(fb) => {
-            let fb = fb.get_ref();
-            let mut triggers = Vec::new();
-            if let Some(on) = &fb.on {
-                for t in on.get_ref() {
-                    let trigger = FallbackTrigger::ALL
-                        .into_iter()
-                        .find(|k| k.as_str() == t.get_ref())
-                        .ok_or_else(|| {
-                            ctx.err(
-                                t.span(),
-                                f("fallback.on"),
-                                format!(
-                                    "`{}` is not a trigger; expected one of {}",
-                                    t.get_ref(),
-                                    FallbackTrigger::ALL
-                                        .map(|k| format!("\"{}\"", k.as_str()))
-                                        .join(", ")
-                                ),
-                            )
-                        })?;
-                    if triggers.contains(&trigger) {
-                        return Err(ctx.err(
-                            t.span(),
-                            f("fallback.on"),
-                            format!("`{}` is listed twice", t.get_ref()),
-                        ));
-                    }
-                    triggers.push(trigger);
-                }
-            } else {
-                triggers = FallbackTrigger::ALL.to_vec();
-            }
-            let above = match &fb.native_above_bytes {
-                None => None,
-                Some(v) => Some(ctx.int_in(
-                    &Some(v.clone()),
-                    &f("fallback.native_above_bytes"),
-                    0..=1 << 30,
-                    0usize,
-                )?),
-            };
-            (triggers, above)
-        }
-    };
-
-    let shadow_sample = match &route.shadow {
-        // Where a route has both paths and may use either, a few of its
-        // requests are compared by default: the paired evidence.
-        None if backend == BackendKind::Auto && spin_path.is_some() && native.is_some() => {
-            super::DEFAULT_SHADOW_SAMPLE
-        }
-        None => 0.0,
-        Some(shadow) => {
-            let sample = &shadow.get_ref().sample;
-            let v = *sample.get_ref();
-            if !(0.0..=1.0).contains(&v) {
-                return Err(ctx.err(
-                    sample.span(),
-                    f("shadow.sample"),
-                    format!("{v} is out of range; expected a fraction in [0, 1]"),
-                ));
-            }
-            if spin_path.is_none() || native.is_none() {
-                return Err(ctx.err(
-                    shadow.span(),
-                    f("shadow"),
-                    "shadowing compares Spin and native: the route needs both `spin_path` and `native`",
-                ));
-            }
-            v
-        }
-    };
-
-    Ok(RouteConfig {
-        name,
-        method,
-        path,
-        backend,
-        spin_path,
-        native,
-        timeout,
-        max_body_bytes,
-        concurrency,
-        max_in_flight,
-        max_buffered_bytes,
-        retry,
-        circuit,
-        fallback_on,
-        native_above_bytes,
-        shadow_sample,
-    })
-}
-
 /// The `{param}` names of a path, checking its syntax on the way.
-fn path_params(path: &str) -> Result<Vec<String>, String> {
+pub(super) fn path_params(path: &str) -> Result<Vec<String>, String> {
     if !path.starts_with('/') {
         return Err(format!("`{path}` must start with `/`"));
     }

@@ -18,33 +18,18 @@
 //! Time is tokio's, so tests drive it with `tokio::time::pause`.
 
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::response::Response;
 use tokio::time::Instant;
+use tower::{Layer, Service};
 
-use crate::config::CircuitPolicy;
+use crate::backend::{BackendError, BackendFuture, RouteRequest};
+use crate::config::{CircuitPolicy, RouteConfig};
+use crate::telemetry::metrics::Metrics;
 
-/// The breaker's observable state (exported as a gauge: 0, 1, 2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CircuitState {
-    /// Requests flow normally.
-    Closed,
-    /// Requests are refused without calling the backend.
-    Open,
-    /// A few probe requests test whether the backend recovered.
-    HalfOpen,
-}
-
-impl CircuitState {
-    /// Lowercase name for logs, metrics and headers.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CircuitState::Closed => "closed",
-            CircuitState::Open => "open",
-            CircuitState::HalfOpen => "half-open",
-        }
-    }
-}
+pub use crate::backend::CircuitState;
 
 enum State {
     Closed,
@@ -300,6 +285,105 @@ impl Drop for Attempt {
                 *in_flight = in_flight.saturating_sub(1);
             }
         }
+    }
+}
+
+/// Puts a route's [`CircuitBreaker`] in front of a backend service: an
+/// open circuit refuses at once ([`BackendError::CircuitOpen`]); each call
+/// it lets through reports its outcome, except failures that say nothing
+/// about the backend's health (a full instance pool, a client's fault),
+/// which are dropped unrecorded.
+#[derive(Clone)]
+pub struct CircuitLayer {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    breaker: CircuitBreaker,
+    route: Arc<RouteConfig>,
+    metrics: Arc<Metrics>,
+}
+
+impl CircuitLayer {
+    /// The layer for `route`'s `breaker`, counting changes in `metrics`.
+    pub fn new(breaker: CircuitBreaker, route: Arc<RouteConfig>, metrics: Arc<Metrics>) -> Self {
+        CircuitLayer {
+            shared: Arc::new(Shared {
+                breaker,
+                route,
+                metrics,
+            }),
+        }
+    }
+}
+
+impl<S> Layer<S> for CircuitLayer {
+    type Service = Circuit<S>;
+    fn layer(&self, inner: S) -> Circuit<S> {
+        Circuit {
+            shared: self.shared.clone(),
+            inner,
+        }
+    }
+}
+
+/// See [`CircuitLayer`].
+#[derive(Clone)]
+pub struct Circuit<S> {
+    shared: Arc<Shared>,
+    inner: S,
+}
+
+impl<S> Service<RouteRequest> for Circuit<S>
+where
+    S: Service<RouteRequest, Response = Response, Error = BackendError>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = BackendError;
+    type Future = BackendFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BackendError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: RouteRequest) -> BackendFuture {
+        let (attempt, transition) = self.shared.breaker.try_acquire();
+        if let Some(t) = transition {
+            self.shared.log(t);
+        }
+        let Some(attempt) = attempt else {
+            return Box::pin(std::future::ready(Err(BackendError::CircuitOpen)));
+        };
+        let call = self.inner.call(request);
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            let result = call.await;
+            let heard = match &result {
+                Ok(_) => Some(true),
+                Err(e) if e.is_backend_failure() => Some(false),
+                Err(_) => None,
+            };
+            if let Some(success) = heard
+                && let Some(t) = attempt.record(success)
+            {
+                shared.log(t);
+            }
+            result
+        })
+    }
+}
+
+impl Shared {
+    fn log(&self, t: Transition) {
+        self.metrics
+            .circuit_transition(&self.route.name, t.from, t.to);
+        tracing::warn!(
+            route = %self.route.name,
+            from = t.from.as_str(),
+            to = t.to.as_str(),
+            "circuit breaker on the Spin backend changed state"
+        );
     }
 }
 

@@ -131,19 +131,7 @@ impl Native {
         let queued_at = Instant::now();
         if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
             self.waiting.fetch_sub(1, Ordering::AcqRel);
-            let mut response = ProblemResponse(Problem::new(
-                503,
-                "Overloaded",
-                format!(
-                    "the native workers are busy and {} requests already wait for them; retry shortly",
-                    self.max_waiting
-                ),
-            ))
-            .into_response();
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return response;
+            return self.queue_full();
         }
         let waiting = Waiting(self.waiting.clone());
         let acquire = self
@@ -185,26 +173,45 @@ impl Native {
             }
         };
         let mut response = match result {
-            Ok(verdict) => {
-                tracing::Span::current()
-                    .record("validate.items", (verdict.valid + verdict.invalid) as i64);
-                let mut json = verdict.to_json();
-                if self.tampered {
-                    json.push(b' ');
-                }
-                let mut response = Response::new(Body::from(json));
-                response.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                );
-                *response.status_mut() = StatusCode::OK;
-                response
-            }
+            Ok(verdict) => self.verdict_response(&verdict),
             Err(e) => ProblemResponse(e.to_problem()).into_response(),
         };
         response
             .extensions_mut()
             .insert(NativeTiming { queued, compute });
+        response
+    }
+
+    /// `503` + `Retry-After`: the queue in front of the workers is full.
+    fn queue_full(&self) -> Response {
+        let mut response = ProblemResponse(Problem::new(
+            503,
+            "Overloaded",
+            format!(
+                "the native workers are busy and {} requests already wait for them; retry shortly",
+                self.max_waiting
+            ),
+        ))
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        response
+    }
+
+    /// The `200` verdict, byte for byte the component's.
+    fn verdict_response(&self, verdict: &items_core::Verdict) -> Response {
+        tracing::Span::current().record("validate.items", (verdict.valid + verdict.invalid) as i64);
+        let mut json = verdict.to_json();
+        if self.tampered {
+            json.push(b' ');
+        }
+        let mut response = Response::new(Body::from(json));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        *response.status_mut() = StatusCode::OK;
         response
     }
 }

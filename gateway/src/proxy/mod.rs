@@ -4,7 +4,7 @@
 //! whether a request body was buffered, which it only does when a fallback
 //! or retry needs it again); connections are pooled and kept alive;
 //! hop-by-hop headers are dropped and `Forwarded` / `X-Forwarded-*` added.
-//! `x-request-id` and `traceparent` pass through untouched. Client-sent
+//! `x-request-id` passes through untouched; the caller sets `traceparent`. Client-sent
 //! `spin-*` and `x-gateway-*` request headers are dropped, and so are
 //! upstream `x-gateway-*` response headers (see [`headers`]).
 
@@ -104,14 +104,6 @@ impl ExternalSpin {
         headers::remove_hop_by_hop(&mut parts.headers);
         headers::remove_reserved_request(&mut parts.headers);
         headers::add_forwarded(&mut parts.headers, client, "http");
-        // The `spin` client span becomes the parent Spin's spans join.
-        {
-            use tracing_opentelemetry::OpenTelemetrySpanExt;
-            crate::telemetry::propagation::inject(
-                &tracing::Span::current().context(),
-                &mut parts.headers,
-            );
-        }
         if let Ok(host) = HeaderValue::from_str(self.authority.as_str()) {
             parts.headers.insert(header::HOST, host);
         }

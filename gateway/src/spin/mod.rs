@@ -13,33 +13,11 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::response::Response;
-use bytes::Bytes;
 
+pub use crate::backend::RequestBody;
+use crate::backend::{Backend, BackendError};
 use crate::proxy::{ExternalSpin, ProxyError};
 pub use embedded::EmbeddedSpin;
-
-/// A request body, either already read (so it can be sent again on retry
-/// or to the native fallback) or still streaming from the client.
-pub enum RequestBody {
-    /// Read in full (within the route's limit).
-    Buffered(Bytes),
-    /// Not read yet; can be sent once.
-    Streaming(Body),
-}
-
-/// Why the Spin backend produced no response.
-#[derive(Debug, thiserror::Error)]
-pub enum SpinError {
-    /// Spin could not be reached at all.
-    #[error("{0}")]
-    Connect(String),
-    /// The exchange broke after connecting.
-    #[error("{0}")]
-    Io(String),
-    /// The embedded host has no free instance slot: overload, not failure.
-    #[error("{0}")]
-    Overloaded(String),
-}
 
 /// The Spin application, wherever it runs.
 #[derive(Clone)]
@@ -59,13 +37,18 @@ impl SpinBackend {
         }
     }
 
+    /// Which backend this is.
+    pub fn backend(&self) -> Backend {
+        match self {
+            SpinBackend::Embedded(_) => Backend::SpinEmbedded,
+            SpinBackend::External(_) => Backend::SpinExternal,
+        }
+    }
+
     /// `spin-embedded` or `spin-external`: the value of `x-gateway-backend`
     /// and of the `gateway.backend` telemetry attribute.
     pub fn label(&self) -> &'static str {
-        match self {
-            SpinBackend::Embedded(_) => "spin-embedded",
-            SpinBackend::External(_) => "spin-external",
-        }
+        self.backend().as_str()
     }
 
     /// Where it runs, for problem details ("Spin at http://...").
@@ -102,7 +85,7 @@ impl SpinBackend {
         spin_path: &str,
         client: SocketAddr,
         timeout: Duration,
-    ) -> Result<Response, SpinError> {
+    ) -> Result<Response, BackendError> {
         match self {
             SpinBackend::Embedded(app) => {
                 let bytes = match body {
@@ -110,18 +93,16 @@ impl SpinBackend {
                     // The embedded host takes whole bodies; callers buffer
                     // for it, so this only happens if that rule is broken.
                     RequestBody::Streaming(_) => {
-                        return Err(SpinError::Io(
+                        return Err(BackendError::Io(
                             "internal error: the embedded host needs a buffered body".into(),
                         ));
                     }
                 };
                 app.call(parts, bytes, spin_path, client, timeout)
                     .await
-                    .map_err(|full| {
-                        SpinError::Overloaded(format!(
-                            "all {} instance slots of the embedded host are busy (component '{}')",
-                            full.capacity, full.component
-                        ))
+                    .map_err(|full| BackendError::PoolFull {
+                        component: full.component,
+                        capacity: full.capacity,
                     })
             }
             SpinBackend::External(proxy) => {
@@ -129,12 +110,22 @@ impl SpinBackend {
                     RequestBody::Buffered(bytes) => Body::from(bytes),
                     RequestBody::Streaming(body) => body,
                 };
+                let mut parts = parts;
+                // The current (`spin` client) span becomes the parent
+                // Spin's spans join.
+                {
+                    use tracing_opentelemetry::OpenTelemetrySpanExt;
+                    crate::telemetry::propagation::inject(
+                        &tracing::Span::current().context(),
+                        &mut parts.headers,
+                    );
+                }
                 proxy
                     .call(parts, body, spin_path, client)
                     .await
                     .map_err(|e| match e {
-                        ProxyError::Connect { .. } => SpinError::Connect(e.to_string()),
-                        ProxyError::Io { .. } => SpinError::Io(e.to_string()),
+                        ProxyError::Connect { .. } => BackendError::Connect(Box::new(e)),
+                        ProxyError::Io { .. } => BackendError::Io(Box::new(e)),
                     })
             }
         }

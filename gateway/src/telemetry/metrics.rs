@@ -21,7 +21,7 @@ use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 
 use super::OtlpTarget;
 use super::size_class::SizeClass;
-use crate::fallback::circuit::CircuitState;
+use crate::backend::{Backend, CircuitState};
 use spin_host::PoolStats;
 
 /// Latency buckets in seconds: 100 µs to 30 s, dense where Wasm and native
@@ -333,9 +333,11 @@ impl Metrics {
     /// Counts a request in flight on `backend` until the guard drops. An
     /// atomic, read when metrics are collected: a level needs no
     /// measurement per request.
-    pub fn in_flight(&self, backend: &'static str) -> InFlight<'_> {
+    pub fn in_flight(&self, backend: Backend) -> InFlight<'_> {
         let count = self.in_flight.count(backend);
-        count.fetch_add(1, Ordering::Relaxed);
+        if let Some(count) = count {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
         InFlight { count }
     }
 
@@ -390,13 +392,20 @@ struct InFlightCounts {
 }
 
 impl InFlightCounts {
-    const BACKENDS: [&'static str; 3] = ["spin-embedded", "spin-external", "native"];
+    const BACKENDS: [Backend; 3] = [
+        Backend::SpinEmbedded,
+        Backend::SpinExternal,
+        Backend::Native,
+    ];
 
-    fn index(backend: &str) -> usize {
-        Self::BACKENDS
-            .iter()
-            .position(|b| *b == backend)
-            .unwrap_or(2)
+    /// The backend's slot; the gateway itself is not a backend to count.
+    fn index(backend: Backend) -> Option<usize> {
+        match backend {
+            Backend::SpinEmbedded => Some(0),
+            Backend::SpinExternal => Some(1),
+            Backend::Native => Some(2),
+            Backend::Gateway => None,
+        }
     }
 
     fn slot(&self, index: usize) -> &AtomicI64 {
@@ -407,10 +416,10 @@ impl InFlightCounts {
         }
     }
 
-    fn count(&self, backend: &str) -> &AtomicI64 {
-        let index = Self::index(backend);
+    fn count(&self, backend: Backend) -> Option<&AtomicI64> {
+        let index = Self::index(backend)?;
         self.seen.fetch_or(1 << index, Ordering::Relaxed);
-        self.slot(index)
+        Some(self.slot(index))
     }
 
     fn total(&self) -> i64 {
@@ -424,7 +433,7 @@ impl InFlightCounts {
         for (index, backend) in Self::BACKENDS.iter().enumerate() {
             if seen & (1 << index) != 0 {
                 let value = self.slot(index).load(Ordering::Relaxed);
-                observer.observe(value, &[KeyValue::new("backend", *backend)]);
+                observer.observe(value, &[KeyValue::new("backend", backend.as_str())]);
             }
         }
     }
@@ -432,12 +441,14 @@ impl InFlightCounts {
 
 /// Decrements the in-flight count when dropped.
 pub struct InFlight<'a> {
-    count: &'a AtomicI64,
+    count: Option<&'a AtomicI64>,
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.count.fetch_sub(1, Ordering::Relaxed);
+        if let Some(count) = self.count {
+            count.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 

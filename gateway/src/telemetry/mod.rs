@@ -15,9 +15,14 @@
 //! * [`traces`] keeps recently finished traces in fixed memory (export on
 //!   or off) for the dashboard's waterfalls; [`series`] keeps per-second
 //!   aggregates of the last 15 minutes for its charts.
+//! * [`request`] records each public request (server span, metrics,
+//!   statistics, `x-gateway-*` headers); [`attempt`] is the layer that
+//!   spans each attempt on Spin.
 
+pub mod attempt;
 pub mod metrics;
 pub mod propagation;
+pub mod request;
 pub mod series;
 pub mod size_class;
 pub mod stats;

@@ -13,7 +13,7 @@ use std::fmt;
 use axum::response::Response;
 use http::HeaderMap;
 
-use crate::spin::RequestBody;
+use crate::backend::RequestBody;
 
 /// The size class of a request body; boundaries are inclusive upper limits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -16,6 +16,11 @@
 //! and `/admin/stats`). A replay costs a core, so none is taken while the
 //! gateway is busy (see [`Shadow::sample`]): it never competes with real
 //! traffic, and the skipped samples are counted as `skipped_busy`.
+//!
+//! Sampling is a layer of the route's stack ([`layer`]); this module is
+//! the queue and the worker.
+
+pub mod layer;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,10 +32,10 @@ use http_body_util::BodyExt;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
+use crate::backend::{Backend, RequestBody, clone_parts};
 use crate::config::RouteConfig;
-use crate::fallback::clone_parts;
-use crate::runtime::Runtime;
-use crate::spin::RequestBody;
+use crate::native::Native;
+use crate::spin::SpinBackend;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::size_class::SizeClass;
 use crate::telemetry::stats::Stats;
@@ -43,12 +48,20 @@ pub const MAX_BUFFERED_BYTES: usize = 32 << 20;
 /// Bytes of each answer logged on a mismatch.
 const LOGGED_BYTES: usize = 200;
 
+/// Where a route's samples are replayed: the route and both its backends.
+pub struct Target {
+    /// The route's config.
+    pub route: Arc<RouteConfig>,
+    /// The Spin backend.
+    pub spin: SpinBackend,
+    /// The native handlers.
+    pub native: Native,
+}
+
 /// One sampled request and the answer the client got.
 pub struct Job {
-    /// The runtime snapshot the request ran on.
-    pub runtime: Arc<Runtime>,
-    /// Index of the route in `runtime.routes`.
-    pub route: usize,
+    /// The route and its backends.
+    pub target: Arc<Target>,
     /// The request head.
     pub parts: http::request::Parts,
     /// The request body.
@@ -58,7 +71,7 @@ pub struct Job {
     /// Who asked.
     pub client: SocketAddr,
     /// The backend that answered the client.
-    pub primary_backend: String,
+    pub primary_backend: Backend,
     /// Its status.
     pub primary_status: u16,
     /// Its body.
@@ -77,9 +90,10 @@ pub struct Shadow {
     buffered: Arc<AtomicUsize>,
     metrics: Arc<Metrics>,
     stats: Arc<Stats>,
-    /// CPU cores: more backend calls in flight than this and a replay
-    /// would take a core from real traffic.
-    cores: usize,
+    /// Backend calls in flight from which the gateway counts as busy: the
+    /// CPU cores, or half of `[server] max_in_flight` if lower (read once:
+    /// `[server]` changes need a restart).
+    busy_at: usize,
 }
 
 impl Job {
@@ -91,7 +105,7 @@ impl Job {
 
 impl Shadow {
     /// Starts the worker on the current Tokio runtime.
-    pub fn start(metrics: Arc<Metrics>, stats: Arc<Stats>) -> Shadow {
+    pub fn start(metrics: Arc<Metrics>, stats: Arc<Stats>, max_in_flight: usize) -> Shadow {
         let (tx, mut rx) = mpsc::channel::<Job>(QUEUE);
         let (m, s) = (metrics.clone(), stats.clone());
         let buffered = Arc::new(AtomicUsize::new(0));
@@ -103,12 +117,13 @@ impl Shadow {
                 held.fetch_sub(weight, Ordering::AcqRel);
             }
         });
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
         Shadow {
             tx,
             buffered,
             metrics,
             stats,
-            cores: std::thread::available_parallelism().map_or(1, usize::from),
+            busy_at: cores.min(max_in_flight / 2).max(1),
         }
     }
 
@@ -119,14 +134,12 @@ impl Shadow {
     /// max_in_flight`, whichever is lower: a replay then would compete with
     /// real traffic for CPU. Decided before the request is served, so a
     /// skipped sample costs no copy of its answer.
-    pub fn sample(&self, runtime: &Runtime, route: &RouteConfig) -> bool {
+    pub fn sample(&self, route: &RouteConfig) -> bool {
         if route.shadow_sample <= 0.0 || rand::random::<f64>() >= route.shadow_sample {
             return false;
         }
-        let half = runtime.config.server.max_in_flight / 2;
-        let busy_at = self.cores.min(half).max(1);
         let in_flight = usize::try_from(self.metrics.backend_calls_in_flight()).unwrap_or(0);
-        if in_flight >= busy_at {
+        if in_flight >= self.busy_at {
             self.metrics.shadow(&route.name, "skipped_busy");
             self.stats.shadow(&route.name, "skipped_busy");
             return false;
@@ -137,7 +150,7 @@ impl Shadow {
     /// Queues a sample, or drops (and counts) it when the queue is full
     /// or its bodies would take the buffered bytes past the limit.
     pub fn submit(&self, job: Job) {
-        let route = job.runtime.routes[job.route].config.name.clone();
+        let route = job.target.route.name.clone();
         let weight = job.weight();
         let reserved = self
             .buffered
@@ -169,12 +182,12 @@ impl Shadow {
 }
 
 async fn run(job: Job, metrics: &Metrics, stats: &Stats) {
-    let route = &job.runtime.routes[job.route].config;
+    let route = &*job.target.route;
     // The other path: Spin when native answered, native when Spin did.
-    let shadow_backend = if job.primary_backend == "native" {
-        job.runtime.spin.label()
+    let shadow_backend = if job.primary_backend == Backend::Native {
+        job.target.spin.backend()
     } else {
-        "native"
+        Backend::Native
     };
     let class = SizeClass::of(job.body.len() as u64);
     let span = tracing::info_span!(
@@ -184,7 +197,7 @@ async fn run(job: Job, metrics: &Metrics, stats: &Stats) {
         gateway.size_class = class.as_str(),
         http.request.body.size = job.body.len() as i64,
         gateway.shadow.primary_backend = %job.primary_backend,
-        gateway.shadow.backend = shadow_backend,
+        gateway.shadow.backend = shadow_backend.as_str(),
         gateway.shadow.primary_ms = job.primary_took.as_secs_f64() * 1000.0,
         gateway.shadow.shadow_ms = tracing::field::Empty,
         gateway.shadow.match = tracing::field::Empty,
@@ -192,15 +205,15 @@ async fn run(job: Job, metrics: &Metrics, stats: &Stats) {
     );
     let started = Instant::now();
     let answer = async {
-        let response = if shadow_backend == "native" {
+        let response = if shadow_backend == Backend::Native {
             let handler = route.native?;
-            job.runtime
+            job.target
                 .native
                 .call(handler, &job.parts.headers, job.body.clone(), route.timeout)
                 .await
         } else {
             let path = job.spin_path.as_deref()?;
-            let call = job.runtime.spin.call(
+            let call = job.target.spin.call(
                 clone_parts(&job.parts),
                 RequestBody::Buffered(job.body.clone()),
                 path,
@@ -217,7 +230,7 @@ async fn run(job: Job, metrics: &Metrics, stats: &Stats) {
     .await;
     let took = started.elapsed();
     span.record("gateway.shadow.shadow_ms", took.as_secs_f64() * 1000.0);
-    metrics.shadow_duration(&route.name, shadow_backend, took);
+    metrics.shadow_duration(&route.name, shadow_backend.as_str(), took);
     let matched = answer
         .as_ref()
         .is_some_and(|(status, body)| *status == job.primary_status && *body == job.primary_body);
@@ -229,7 +242,7 @@ async fn run(job: Job, metrics: &Metrics, stats: &Stats) {
     // how long the work takes.
     let ratio = answer
         .as_ref()
-        .map(|_| pair_ratio(&job.primary_backend, job.primary_took, took));
+        .map(|_| pair_ratio(job.primary_backend, job.primary_took, took));
     if let Some(ratio) = ratio {
         span.record("gateway.shadow.latency_ratio", ratio);
         metrics.shadow_ratio(&route.name, class, ratio);
@@ -241,7 +254,7 @@ async fn run(job: Job, metrics: &Metrics, stats: &Stats) {
             parent: &span,
             route = %route.name,
             primary = %job.primary_backend,
-            shadow = shadow_backend,
+            shadow = shadow_backend.as_str(),
             primary_status = job.primary_status,
             shadow_status = status,
             primary_body = %String::from_utf8_lossy(&job.primary_body[..job.primary_body.len().min(LOGGED_BYTES)]),
@@ -253,8 +266,8 @@ async fn run(job: Job, metrics: &Metrics, stats: &Stats) {
 
 /// Wasm / native duration of one request, whichever way round the primary
 /// (answered by `primary_backend`) and its shadow ran.
-fn pair_ratio(primary_backend: &str, primary_took: Duration, shadow_took: Duration) -> f64 {
-    if primary_backend == "native" {
+fn pair_ratio(primary_backend: Backend, primary_took: Duration, shadow_took: Duration) -> f64 {
+    if primary_backend == Backend::Native {
         latency_ratio(shadow_took, primary_took)
     } else {
         latency_ratio(primary_took, shadow_took)
@@ -270,6 +283,7 @@ fn latency_ratio(wasm: Duration, native: Duration) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::{latency_ratio, pair_ratio};
+    use crate::backend::Backend;
     use std::time::Duration;
 
     #[test]
@@ -280,8 +294,8 @@ mod tests {
         assert!(latency_ratio(ms(1), Duration::ZERO).is_finite());
         // Wasm answered in 6 ms and its native shadow took 2 ms, or the
         // other way round: the same request, the same ratio's meaning.
-        assert_eq!(pair_ratio("spin-embedded", ms(6), ms(2)), 3.0);
-        assert_eq!(pair_ratio("spin-external", ms(6), ms(2)), 3.0);
-        assert_eq!(pair_ratio("native", ms(2), ms(6)), 3.0);
+        assert_eq!(pair_ratio(Backend::SpinEmbedded, ms(6), ms(2)), 3.0);
+        assert_eq!(pair_ratio(Backend::SpinExternal, ms(6), ms(2)), 3.0);
+        assert_eq!(pair_ratio(Backend::Native, ms(2), ms(6)), 3.0);
     }
 }

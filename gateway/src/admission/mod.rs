@@ -18,6 +18,12 @@
 //! to Spin, [`client_fault`] lets the fallback policy tell them apart from
 //! Spin failures so they never count toward the circuit breaker or
 //! trigger a retry.
+//!
+//! [`layer`] puts a route's share (its in-flight cap, body rules) at the
+//! top of the route's stack; the gateway-wide cap is taken by the public
+//! listener before a route is even matched.
+
+pub mod layer;
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
@@ -163,57 +169,26 @@ impl Busy {
     }
 }
 
-/// An in-flight slot taken below the server (the route policy's Spin
-/// concurrency limit), handed up with the answer as a response extension.
-/// The server moves it into the body it sends, next to its own, so one
-/// body wrapper holds every slot a request took. `Arc` only because
-/// extensions must be `Clone`: the slot is freed when the last copy goes.
-#[derive(Clone, Debug)]
-pub struct HeldSlot(pub Arc<OwnedSemaphorePermit>);
-
-/// Every slot one request holds: the gateway's, the route's, and the
-/// policy's when Spin answered.
-#[derive(Default)]
-pub struct Slots {
-    /// The gateway's (`[server] max_in_flight`).
-    pub gateway: Option<OwnedSemaphorePermit>,
-    /// The route's (`[[route]] max_in_flight`).
-    pub route: Option<OwnedSemaphorePermit>,
-    /// The route policy's, moved out of the answer's extensions.
-    pub policy: Option<HeldSlot>,
-}
-
-impl Slots {
-    fn is_empty(&self) -> bool {
-        self.gateway.is_none() && self.route.is_none() && self.policy.is_none()
-    }
-}
-
-/// Keeps `slots` until the response body has been sent, so a streaming
-/// answer still counts as in flight. The body's size hint is kept, so a
-/// known length is still sent as `Content-Length`.
-pub fn hold_until_sent(mut response: Response, mut slots: Slots) -> Response {
-    if let Some(policy) = response.extensions_mut().remove::<HeldSlot>() {
-        slots.policy = Some(policy);
-    }
-    if slots.is_empty() {
-        return response;
-    }
+/// Keeps `guard` (in-flight permits, a byte reservation) until the
+/// response body has been sent, so a streaming answer still counts as in
+/// flight. The body's size hint is kept, so a known length is still sent
+/// as `Content-Length`.
+pub fn hold_until_sent<G: Send + Unpin + 'static>(response: Response, guard: G) -> Response {
     response.map(|inner| {
         Body::new(Holding {
             inner,
-            _slots: slots,
+            _guard: guard,
         })
     })
 }
 
-/// A response body holding in-flight slots.
-struct Holding {
+/// A response body holding what its request took until it ends.
+struct Holding<G> {
     inner: Body,
-    _slots: Slots,
+    _guard: G,
 }
 
-impl HttpBody for Holding {
+impl<G: Unpin> HttpBody for Holding<G> {
     type Data = Bytes;
     type Error = axum::Error;
 
