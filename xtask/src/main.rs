@@ -102,8 +102,7 @@ fn main() -> Result<()> {
         } => {
             let tc = toolchain::setup()?;
             build_components(&root, &tc)?;
-            build_gateway(&root)?;
-            let gateway = root.join("target/release/gateway");
+            let gateway = build_gateway(&root)?;
             println!("xtask: starting the gateway on http://{listen} (embedded Spin host)");
             let status = Command::new(&gateway)
                 .current_dir(&root)
@@ -186,12 +185,16 @@ fn build_components(root: &Path, tc: &WasmToolchain) -> Result<()> {
     run(&mut cmd)
 }
 
-/// Builds the gateway binary (release) for `up`, and says how big it is.
-///
-/// The release profile splits the line tables into `gateway.dwp` beside the
-/// binary (see the root `Cargo.toml`): the binary is what ships, the `.dwp`
-/// is only needed for file:line in backtraces.
-fn build_gateway(root: &Path) -> Result<()> {
+/// Where `cargo xtask build` puts the binary it ships.
+const DIST: &str = "target/dist";
+
+/// Builds the gateway (release) and ships it stripped: `target/dist/gateway`
+/// without debug info (code and symbols, so a backtrace still names
+/// functions) and `target/dist/gateway.debug` with the line tables, which
+/// the binary names in a `.gnu_debuglink` section. A backtrace finds the
+/// `.debug` file beside the binary (as gdb and perf do) and gives file:line;
+/// without it, function names only. Returns the shipped binary's path.
+fn build_gateway(root: &Path) -> Result<PathBuf> {
     println!("xtask: building the gateway");
     run(Command::new(cargo()).current_dir(root).args([
         "build",
@@ -200,18 +203,30 @@ fn build_gateway(root: &Path) -> Result<()> {
         "-p",
         "gateway",
     ]))?;
-    let release = root.join("target/release");
-    let size = |name: &str| {
-        std::fs::metadata(release.join(name))
+    let built = root.join("target/release/gateway");
+    let dist = root.join(DIST);
+    std::fs::create_dir_all(&dist).with_context(|| format!("creating {}", dist.display()))?;
+    let (shipped, debug) = (dist.join("gateway"), dist.join("gateway.debug"));
+    run(Command::new("objcopy")
+        .arg("--only-keep-debug")
+        .arg(&built)
+        .arg(&debug))?;
+    run(Command::new("objcopy")
+        .arg("--strip-debug")
+        .arg(format!("--add-gnu-debuglink={}", debug.display()))
+        .arg(&built)
+        .arg(&shipped))?;
+    let size = |path: &Path| {
+        std::fs::metadata(path)
             .map(|m| format!("{:.1} MiB", m.len() as f64 / f64::from(1u32 << 20)))
             .unwrap_or_else(|_| "absent".to_string())
     };
     println!(
-        "xtask: target/release/gateway is {}; its line tables, target/release/gateway.dwp, {}",
-        size("gateway"),
-        size("gateway.dwp")
+        "xtask: shipped {DIST}/gateway ({}, stripped); its line tables: {DIST}/gateway.debug ({})",
+        size(&shipped),
+        size(&debug)
     );
-    Ok(())
+    Ok(shipped)
 }
 
 /// Runs a command to completion, failing with the command line on error.
