@@ -252,7 +252,10 @@ fn gateway_overhead(r: &Report, area: &Area<'_>) -> Result<()> {
             line_with_points(&mut chart, points, color, style, Some(&label))?;
         }
     }
-    legend(&mut chart, SeriesLabelPosition::LowerRight)
+    // Upper left: the slow `create` lines run along the bottom to the
+    // right edge, where a lower-right legend covered their 64-connection
+    // points; hello at 1 connection sits well below the top.
+    legend(&mut chart, SeriesLabelPosition::UpperLeft)
 }
 
 /// VmRSS against requests served.
