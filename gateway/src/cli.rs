@@ -59,6 +59,11 @@ pub struct RunArgs {
     /// SQLite directory of the embedded host; overrides `[spin].data_dir`.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Spin's runtime-config.toml for the embedded host (Spin's format and
+    /// flag); overrides `[spin].runtime_config_file`. A store the host
+    /// cannot honour (libSQL, Redis...) refuses the start.
+    #[arg(long, conflicts_with = "upstream")]
+    pub runtime_config_file: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -70,6 +75,7 @@ impl RunArgs {
             manifest: self.manifest.clone(),
             upstream: self.upstream.clone(),
             data_dir: self.data_dir.clone(),
+            runtime_config_file: self.runtime_config_file.clone(),
             ..Overrides::default()
         }
     }
@@ -104,6 +110,10 @@ pub struct ServeSpinArgs {
     /// on-disk cache (to measure a cold start).
     #[arg(long)]
     pub no_compile_cache: bool,
+    /// Spin's runtime-config.toml, as `spin up --runtime-config-file` takes
+    /// it; a store the host cannot honour refuses the start.
+    #[arg(long)]
+    pub runtime_config_file: Option<PathBuf>,
 }
 
 impl ServeSpinArgs {
@@ -128,6 +138,7 @@ impl ServeSpinArgs {
             max_concurrent_instances: self.max_instances,
             reuse,
             compile_cache: !self.no_compile_cache,
+            runtime_config_file: self.runtime_config_file.clone(),
             ..spin_host::HostConfig::default()
         }
     }

@@ -39,6 +39,8 @@ pub struct Overrides {
     pub upstream: Option<http::Uri>,
     /// `--data-dir` for the embedded host.
     pub data_dir: Option<PathBuf>,
+    /// `--runtime-config-file` for the embedded host.
+    pub runtime_config_file: Option<PathBuf>,
     /// Spin application variables (highest priority; used by tests).
     pub variables: HashMap<String, String>,
     /// Test-only: the native handler alters its answers, so shadow
@@ -69,6 +71,7 @@ impl Overrides {
                     component_memory_bytes,
                     max_instances,
                     reuse,
+                    runtime_config_file,
                     ..
                 } => SpinMode::Embedded {
                     manifest: manifest.clone(),
@@ -77,6 +80,7 @@ impl Overrides {
                     component_memory_bytes,
                     max_instances,
                     reuse,
+                    runtime_config_file,
                 },
                 SpinMode::External { .. } => SpinMode::Embedded {
                     manifest: manifest.clone(),
@@ -87,12 +91,23 @@ impl Overrides {
                     component_memory_bytes: config::DEFAULT_COMPONENT_MEMORY_MIB << 20,
                     max_instances: config::default_max_instances(&config.routes),
                     reuse: Default::default(),
+                    runtime_config_file: None,
                 },
             };
         }
         if let (Some(dir), SpinMode::Embedded { data_dir, .. }) = (&self.data_dir, &mut config.spin)
         {
             *data_dir = dir.clone();
+        }
+        if let (
+            Some(file),
+            SpinMode::Embedded {
+                runtime_config_file,
+                ..
+            },
+        ) = (&self.runtime_config_file, &mut config.spin)
+        {
+            *runtime_config_file = Some(file.clone());
         }
         config
     }
@@ -197,6 +212,7 @@ fn build_spin(mode: &SpinMode, overrides: &Overrides) -> anyhow::Result<SpinBack
             component_memory_bytes,
             max_instances,
             reuse,
+            runtime_config_file,
         } => {
             let host = spin_host::HostConfig {
                 data_dir: data_dir.clone(),
@@ -214,6 +230,7 @@ fn build_spin(mode: &SpinMode, overrides: &Overrides) -> anyhow::Result<SpinBack
                     })
                     .collect(),
                 variables: overrides.variables.clone(),
+                runtime_config_file: runtime_config_file.clone(),
                 ..spin_host::HostConfig::default()
             };
             let started = std::time::Instant::now();
@@ -336,6 +353,7 @@ impl Gateway {
             shadow: shadow.clone(),
         };
         let runtime = Runtime::build(config, &overrides, None, &shared)?;
+        apply_telemetry(&runtime.config);
         for route in &runtime.routes {
             metrics.circuit_state(&route.config.name, route.policy.circuit.state());
         }
@@ -395,6 +413,7 @@ impl Gateway {
             shadow: self.shadow.clone(),
         };
         let runtime = Runtime::build(config, &self.overrides, Some(&old), &shared)?;
+        apply_telemetry(&runtime.config);
         let routes = runtime
             .routes
             .iter()
@@ -412,6 +431,12 @@ impl Gateway {
     pub fn source(&self) -> Option<&Path> {
         self.source.as_deref()
     }
+}
+
+/// The process-wide settings a config carries: the trace store's head
+/// sample (the store, like the tracing subscriber, is one per process).
+fn apply_telemetry(config: &Config) {
+    crate::telemetry::traces::store().set_sample_one_in(config.telemetry.trace_sample);
 }
 
 fn load_config(source: Option<&Path>) -> Result<Config, ConfigError> {

@@ -339,3 +339,92 @@ async fn sigterm_cuts_off_what_outlasts_the_drain_time() {
     let cut = in_flight.await.unwrap();
     assert!(cut.is_err(), "the cut-off request gets no answer: {cut:?}");
 }
+
+/// `--runtime-config-file` (Spin's flag and format) reaches the embedded
+/// host, in `gateway` and in `gateway serve-spin`: a file-backed SQLite
+/// database is used where the file says (relative to the file), and a store
+/// the host cannot honour refuses the start, pointing to external mode.
+#[tokio::test]
+async fn the_runtime_config_file_flag_reaches_the_embedded_host() {
+    require_app_wasm();
+    let dir = tempfile::tempdir().unwrap();
+    let runtime_config = dir.path().join("runtime-config.toml");
+    std::fs::write(
+        &runtime_config,
+        "[sqlite_database.default]\ntype = \"spin\"\npath = \"elsewhere/items.db\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("elsewhere")).unwrap();
+    let data_dir = dir.path().join("data");
+    let rc = runtime_config.to_str().unwrap();
+    let gw = spawn(&[
+        "--manifest",
+        "spin.toml",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "--runtime-config-file",
+        rc,
+    ])
+    .await;
+    let created = client()
+        .post(format!("{}/items", gw.public))
+        .header("content-type", "application/json")
+        .body(r#"{"name":"kept elsewhere","tags":[],"price":{"amount_cents":1,"currency":"EUR"}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201, "{}", created.text().await.unwrap());
+    assert!(
+        dir.path().join("elsewhere/items.db").exists(),
+        "the database is where the runtime config puts it"
+    );
+    let config: serde_json::Value = common::get_json(&format!("{}/admin/config", gw.admin)).await;
+    assert_eq!(config["spin"]["runtime_config_file"], rc, "{config}");
+    drop(gw);
+
+    std::fs::write(
+        &runtime_config,
+        "[sqlite_database.default]\ntype = \"libsql\"\nurl = \"https://db.example\"\ntoken = \"t\"\n",
+    )
+    .unwrap();
+    let refused = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .args(args)
+            .args(["--runtime-config-file", rc])
+            .current_dir(repo_root())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "{args:?} started with a libSQL store"
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            stderr.contains("external mode") && stderr.contains("libsql"),
+            "{args:?}: {stderr}"
+        );
+    };
+    let data = data_dir.to_str().unwrap();
+    let listen = free_addr();
+    let admin = free_addr();
+    refused(&[
+        "--manifest",
+        "spin.toml",
+        "--data-dir",
+        data,
+        "--listen",
+        &listen,
+        "--admin-listen",
+        &admin,
+    ]);
+    refused(&[
+        "serve-spin",
+        "--manifest",
+        "spin.toml",
+        "--data-dir",
+        data,
+        "--listen",
+        &free_addr(),
+    ]);
+}

@@ -429,7 +429,7 @@ async fn the_dashboard_shows_evidence_a_user_can_decide_on() {
     .await;
     let reports = tempfile::tempdir().expect("temp dir");
     let options = AdminOptions {
-        bench_report: bench_fixture(reports.path()),
+        bench_report: Some(bench_fixture(reports.path())),
     };
     let admin_server = common::serve(admin_router_with(gw.gateway.clone(), options)).await;
     let admin = admin_server.base.clone();

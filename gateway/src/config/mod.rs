@@ -94,6 +94,36 @@ impl Default for ServerLimits {
     }
 }
 
+/// `[telemetry].trace_sample` when the file leaves it out: one request in
+/// this many is kept in the in-memory trace store.
+pub const DEFAULT_TRACE_SAMPLE: u32 = 64;
+/// `[telemetry].bench_report` when the file leaves it out (relative to the
+/// working directory: where `cargo xtask bench` writes it when run from the
+/// repository).
+pub const DEFAULT_BENCH_REPORT: &str = "target/bench/report.json";
+
+/// What the gateway keeps for its own pages (`[telemetry]`); both apply on
+/// reload. Export over OTLP is set by the standard `OTEL_*` variables.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TelemetrySettings {
+    /// The in-memory trace store's head sample: one request in this many
+    /// is recorded when nobody is looking (`0`: only sampled `traceparent`s
+    /// and requests while a viewer has the dashboard open).
+    pub trace_sample: u32,
+    /// The bench report the dashboard's crossover chart reads
+    /// (`/admin/bench`).
+    pub bench_report: PathBuf,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        TelemetrySettings {
+            trace_sample: DEFAULT_TRACE_SAMPLE,
+            bench_report: PathBuf::from(DEFAULT_BENCH_REPORT),
+        }
+    }
+}
+
 /// Which Spin the `spin` backend talks to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SpinMode {
@@ -112,6 +142,11 @@ pub enum SpinMode {
         max_instances: u32,
         /// Components that reuse instances, by component id.
         reuse: BTreeMap<String, Reuse>,
+        /// Spin's `runtime-config.toml` (`spin up --runtime-config-file`):
+        /// its file-backed SQLite and key-value stores are honoured, and
+        /// anything the host cannot honour (libSQL, Redis...) refuses the
+        /// start, pointing to external mode.
+        runtime_config_file: Option<PathBuf>,
     },
     /// A running `spin up`, reached over HTTP.
     External {
@@ -259,6 +294,8 @@ pub struct Config {
     pub server: ServerLimits,
     /// Spin backend.
     pub spin: SpinMode,
+    /// The in-memory trace store and the dashboard (`[telemetry]`).
+    pub telemetry: TelemetrySettings,
     /// Public routes.
     pub routes: Vec<RouteConfig>,
     /// Where the config came from (for reload and error messages).

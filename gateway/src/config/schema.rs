@@ -13,7 +13,16 @@ pub struct File {
     #[serde(default)]
     pub spin: Spin,
     #[serde(default)]
+    pub telemetry: Telemetry,
+    #[serde(default)]
     pub route: Vec<Spanned<Route>>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Telemetry {
+    pub trace_sample: Option<Spanned<i64>>,
+    pub bench_report: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -38,6 +47,7 @@ pub struct Spin {
     pub component_timeout_ms: Option<Spanned<i64>>,
     pub component_memory_mib: Option<Spanned<i64>>,
     pub max_instances: Option<Spanned<i64>>,
+    pub runtime_config_file: Option<Spanned<String>>,
     /// `[spin.component.<id>]`: per-component settings of the embedded host.
     pub component: Option<std::collections::BTreeMap<String, Spanned<Component>>>,
 }

@@ -512,3 +512,80 @@ fn an_auto_route_shadows_one_percent_by_default_and_zero_turns_it_off() {
     let native = base("").replace("backend = \"auto\"", "backend = \"native\"");
     assert_eq!(validate_route(&native).shadow_sample, 0.0);
 }
+
+#[test]
+fn telemetry_section_sets_the_trace_sample_and_the_bench_report() {
+    let defaults = parse(&base("")).unwrap().telemetry;
+    assert_eq!(defaults, TelemetrySettings::default());
+    assert_eq!(defaults.trace_sample, DEFAULT_TRACE_SAMPLE);
+    assert_eq!(defaults.bench_report, Path::new(DEFAULT_BENCH_REPORT));
+
+    let text = format!(
+        "[telemetry]\ntrace_sample = 0\nbench_report = \"/srv/bench/report.json\"\n{}",
+        base("")
+    );
+    let set = parse(&text).unwrap().telemetry;
+    assert_eq!(set.trace_sample, 0);
+    assert_eq!(set.bench_report, Path::new("/srv/bench/report.json"));
+
+    for bad in ["-1", "1000001"] {
+        refused(
+            &format!("[telemetry]\ntrace_sample = {bad}\n{}", base("")),
+            2,
+            "telemetry.trace_sample",
+            "out of range",
+        );
+    }
+    refused(
+        &format!("[telemetry]\nbench_report = \" \"\n{}", base("")),
+        2,
+        "telemetry.bench_report",
+        "must name a file",
+    );
+    refused(
+        &format!("[telemetry]\ntrace_samples = 1\n{}", base("")),
+        2,
+        "trace_samples",
+        "unknown field",
+    );
+}
+
+#[test]
+fn the_runtime_config_file_is_for_the_embedded_host_only() {
+    let with = |spin: &str| base("").replace("mode = \"embedded\"", spin);
+    let config = parse(&with(
+        "mode = \"embedded\"\nruntime_config_file = \"runtime-config.toml\"",
+    ))
+    .unwrap();
+    match config.spin {
+        SpinMode::Embedded {
+            runtime_config_file,
+            ..
+        } => assert_eq!(
+            runtime_config_file.as_deref(),
+            Some(Path::new("runtime-config.toml"))
+        ),
+        SpinMode::External { .. } => panic!("expected embedded"),
+    }
+    match parse(&base("")).unwrap().spin {
+        SpinMode::Embedded {
+            runtime_config_file,
+            ..
+        } => assert_eq!(runtime_config_file, None),
+        SpinMode::External { .. } => panic!("expected embedded"),
+    }
+    refused(
+        &with("mode = \"embedded\"\nruntime_config_file = \"\""),
+        7,
+        "spin.runtime_config_file",
+        "must name",
+    );
+    refused(
+        &with(
+            "mode = \"external\"\nupstream = \"http://127.0.0.1:3000\"\nruntime_config_file = \"rc.toml\"",
+        ),
+        8,
+        "spin.runtime_config_file",
+        "spin up --runtime-config-file",
+    );
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::schema;
-use super::{BackendKind, Config, RouteConfig, ServerLimits, SpinMode};
+use super::{BackendKind, Config, RouteConfig, ServerLimits, SpinMode, TelemetrySettings};
 
 /// Why a config file was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -132,6 +132,7 @@ pub(super) fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
         ));
     }
     let server = server_limits(&ctx, &parsed.server)?;
+    let telemetry = telemetry_settings(&ctx, &parsed.telemetry)?;
     let mut spin = spin_mode(&ctx, &parsed.spin)?;
 
     if parsed.route.is_empty() {
@@ -173,8 +174,35 @@ pub(super) fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
         admin_listen,
         server,
         spin,
+        telemetry,
         routes,
         source: Some(file.to_path_buf()),
+    })
+}
+
+fn telemetry_settings(
+    ctx: &Ctx,
+    telemetry: &schema::Telemetry,
+) -> Result<TelemetrySettings, ConfigError> {
+    let bench_report = match &telemetry.bench_report {
+        None => PathBuf::from(super::DEFAULT_BENCH_REPORT),
+        Some(path) if path.get_ref().trim().is_empty() => {
+            return Err(ctx.err(
+                path.span(),
+                "telemetry.bench_report",
+                "must name a file (the report `cargo xtask bench` writes)",
+            ));
+        }
+        Some(path) => PathBuf::from(path.get_ref()),
+    };
+    Ok(TelemetrySettings {
+        trace_sample: ctx.int_in(
+            &telemetry.trace_sample,
+            "telemetry.trace_sample",
+            0..=1_000_000,
+            super::DEFAULT_TRACE_SAMPLE,
+        )?,
+        bench_report,
     })
 }
 
@@ -343,9 +371,27 @@ fn spin_mode(ctx: &Ctx, spin: &schema::Spin) -> Result<SpinMode, ConfigError> {
                     1,
                 )?,
                 reuse: component_reuse(ctx, spin)?,
+                runtime_config_file: match &spin.runtime_config_file {
+                    Some(file) if file.get_ref().trim().is_empty() => {
+                        return Err(ctx.err(
+                            file.span(),
+                            "spin.runtime_config_file",
+                            "must name Spin's runtime-config.toml",
+                        ));
+                    }
+                    file => file.as_ref().map(|f| PathBuf::from(f.get_ref())),
+                },
             })
         }
         "external" => {
+            if let Some(file) = &spin.runtime_config_file {
+                return Err(ctx.err(
+                    file.span(),
+                    "spin.runtime_config_file",
+                    "only the embedded host reads it; with mode = \"external\" give it to \
+                     `spin up --runtime-config-file`",
+                ));
+            }
             let Some(upstream) = &spin.upstream else {
                 let span = spin.mode.as_ref().map_or(0..0, Spanned::span);
                 return Err(ctx.err(

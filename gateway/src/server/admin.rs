@@ -21,33 +21,18 @@ use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
+use super::{GET, fixed};
 use crate::config::{BackendKind, SpinMode};
 use crate::problem::{Problem, ProblemResponse};
 use crate::runtime::Gateway;
 use crate::telemetry::traces;
 
-/// Where `/admin/bench` reads the bench report unless
-/// [`BENCH_REPORT_ENV`] says otherwise (relative to the working directory:
-/// where `cargo xtask bench` writes it when run from the repository).
-pub const DEFAULT_BENCH_REPORT: &str = "target/bench/report.json";
-/// The environment variable naming the bench report `/admin/bench` serves.
-pub const BENCH_REPORT_ENV: &str = "GATEWAY_BENCH_REPORT";
-
 /// What the admin listener serves besides the gateway's own state.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct AdminOptions {
-    /// The bench report behind `/admin/bench`.
-    pub bench_report: PathBuf,
-}
-
-impl Default for AdminOptions {
-    /// The report named by [`BENCH_REPORT_ENV`], else [`DEFAULT_BENCH_REPORT`].
-    fn default() -> Self {
-        let bench_report = std::env::var_os(BENCH_REPORT_ENV)
-            .filter(|p| !p.is_empty())
-            .map_or_else(|| PathBuf::from(DEFAULT_BENCH_REPORT), PathBuf::from);
-        AdminOptions { bench_report }
-    }
+    /// The bench report behind `/admin/bench`, instead of the config's
+    /// `[telemetry] bench_report` (tests).
+    pub bench_report: Option<PathBuf>,
 }
 
 #[derive(Clone)]
@@ -82,18 +67,24 @@ pub fn admin_router_with(gateway: Arc<Gateway>, options: AdminOptions) -> Router
     Router::new()
         .route(
             "/healthz",
-            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+            fixed(
+                get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+                GET,
+            ),
         )
-        .route("/readyz", get(readyz))
-        .route("/admin/config", get(show_config))
-        .route("/admin/config/reload", post(reload))
-        .route("/metrics", get(metrics))
-        .route("/admin/stats", get(stats))
-        .route("/admin/series", get(series))
-        .route("/admin/traces", get(traces_json))
-        .route("/admin/bench", get(bench))
-        .route("/dashboard", get(dashboard))
-        .route("/dashboard.js", get(dashboard_script))
+        .route("/readyz", fixed(get(readyz), GET))
+        .route("/admin/config", fixed(get(show_config), GET))
+        .route("/admin/config/reload", fixed(post(reload), "POST"))
+        .route("/metrics", fixed(get(metrics), GET))
+        .route("/admin/stats", fixed(get(stats), GET))
+        .route("/admin/series", fixed(get(series), GET))
+        .route("/admin/traces", fixed(get(traces_json), GET))
+        .route("/admin/bench", fixed(get(bench), GET))
+        .route("/dashboard", fixed(get(dashboard), GET))
+        .route("/dashboard.js", fixed(get(dashboard_script), GET))
+        .fallback(
+            |uri: http::Uri| async move { ProblemResponse(crate::problem::not_found(uri.path())) },
+        )
         .with_state(state)
 }
 
@@ -149,6 +140,7 @@ async fn show_config(State(gateway): State<Arc<Gateway>>) -> Response {
             component_memory_bytes,
             max_instances,
             reuse,
+            runtime_config_file,
         } => {
             let reuse: serde_json::Map<String, serde_json::Value> = reuse
                 .iter()
@@ -168,6 +160,7 @@ async fn show_config(State(gateway): State<Arc<Gateway>>) -> Response {
                 "component_memory_bytes": component_memory_bytes,
                 "max_instances": max_instances,
                 "reuse": reuse,
+                "runtime_config_file": runtime_config_file,
             })
         }
         SpinMode::External { upstream } => {
@@ -332,10 +325,19 @@ async fn traces_json(query: Result<Query<BTreeMap<String, String>>, QueryRejecti
 /// The validate part of the last bench report: latency per batch size for
 /// native and Wasm, and the crossover it found; `"available": false` when
 /// there is none, a 500 problem when it cannot be read.
-async fn bench(State(options): State<Arc<AdminOptions>>) -> Response {
-    let path = options.bench_report.clone();
-    let read = tokio::task::spawn_blocking(move || std::fs::read(&path)).await;
-    let shown = options.bench_report.display();
+async fn bench(
+    State(options): State<Arc<AdminOptions>>,
+    State(gateway): State<Arc<Gateway>>,
+) -> Response {
+    let path = options
+        .bench_report
+        .clone()
+        .unwrap_or_else(|| gateway.current().config.telemetry.bench_report.clone());
+    let read = {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || std::fs::read(&path)).await
+    };
+    let shown = path.display();
     let bytes = match read {
         Ok(Ok(bytes)) => bytes,
         // Not an error: the page says there is none (a 404 would be
@@ -344,7 +346,7 @@ async fn bench(State(options): State<Arc<AdminOptions>>) -> Response {
             return axum::Json(serde_json::json!({
                 "available": false,
                 "detail": format!(
-                    "no bench report at {shown}: run `cargo xtask bench` (or set {BENCH_REPORT_ENV})"
+                    "no bench report at {shown}: run `cargo xtask bench` (or set `[telemetry] bench_report`)"
                 ),
             }))
             .into_response();

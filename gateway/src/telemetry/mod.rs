@@ -217,8 +217,9 @@ pub fn init(target: Option<&OtlpTarget>) -> anyhow::Result<TracingGuard> {
     // in-memory trace recorder is innermost: it sees a span close before
     // the OpenTelemetry layer ends it (and can read its ids), and its
     // `enabled` can turn down the spans of requests it does not record.
-    let sample = traces::sample_from_env().map_err(anyhow::Error::msg)?;
-    let recorder = traces::layer(sample, target.is_some(), log_level);
+    // The config's `[telemetry] trace_sample` replaces the default sample
+    // once it is loaded (the subscriber is installed before).
+    let recorder = traces::layer(traces::DEFAULT_SAMPLE_ONE_IN, target.is_some(), log_level);
     let logs = tracing_subscriber::registry()
         .with(recorder)
         .with(tracing_subscriber::fmt::layer().with_filter(log_filter));

@@ -11,8 +11,8 @@
 //! * its W3C `traceparent` has the sampled flag set,
 //! * a viewer polled `/admin/traces` (or opened the dashboard) within the
 //!   last [`VIEWER_WINDOW_MS`], or
-//! * it is the 1-in-N head sample (`GATEWAY_TRACE_SAMPLE`, default
-//!   [`DEFAULT_SAMPLE_ONE_IN`]; `0` turns it off),
+//! * it is the 1-in-N head sample (`[telemetry] trace_sample` in
+//!   `gateway.toml`, default [`DEFAULT_SAMPLE_ONE_IN`]; `0` turns it off),
 //!
 //! and never more than [`MAX_PER_SECOND`] a second. The decision is made
 //! once per request, by [`arm`], just before the server span is created;
@@ -64,9 +64,7 @@ pub const VIEWER_WINDOW_MS: u64 = 30_000;
 /// Traces recorded per second at most, whatever asks for them.
 pub const MAX_PER_SECOND: u64 = 200;
 /// The default head sample: one request in this many.
-pub const DEFAULT_SAMPLE_ONE_IN: u32 = 64;
-/// The environment variable that sets the head sample (`0`: off).
-pub const SAMPLE_ENV: &str = "GATEWAY_TRACE_SAMPLE";
+pub const DEFAULT_SAMPLE_ONE_IN: u32 = crate::config::DEFAULT_TRACE_SAMPLE;
 /// Spans the gateway starts with an explicit parent, off the request path
 /// (no current span to inherit from): enabled while a trace is recording,
 /// and kept only when their parent was recorded.
@@ -280,6 +278,12 @@ impl TraceStore {
         });
         SEED.set(Some(Seed { trace_id, reason }));
         Armed(true)
+    }
+
+    /// Sets the head sample: one request in `one_in` is recorded (`0`:
+    /// none); `[telemetry] trace_sample`, applied at start and on reload.
+    pub fn set_sample_one_in(&self, one_in: u32) {
+        self.sample_one_in.store(one_in, Ordering::Relaxed);
     }
 
     /// A viewer is looking: record every request for the next
@@ -542,16 +546,6 @@ fn parse_limit(value: &str) -> Result<usize, String> {
     }
 }
 
-/// The head sample from [`SAMPLE_ENV`] (the default when unset).
-pub fn sample_from_env() -> Result<u32, String> {
-    match std::env::var(SAMPLE_ENV) {
-        Err(_) => Ok(DEFAULT_SAMPLE_ONE_IN),
-        Ok(v) => v.trim().parse::<u32>().map_err(|_| {
-            format!("{SAMPLE_ENV}=`{v}` is not a whole number (1 in N requests recorded; 0: off)")
-        }),
-    }
-}
-
 fn is_ours(target: &str) -> bool {
     target.starts_with("gateway") || target.starts_with("spin_host")
 }
@@ -572,7 +566,7 @@ pub struct Recorder {
 }
 
 /// The recording layer, feeding [`store`]: `sample_one_in` is the head
-/// sample (see [`sample_from_env`]), `otel` whether the OpenTelemetry
+/// sample until the config sets its own ([`TraceStore::set_sample_one_in`]), `otel` whether the OpenTelemetry
 /// layer is installed too, `log_level` the level logs are kept at (the
 /// layer must not lower the subscriber's level hint below it).
 pub fn layer(sample_one_in: u32, otel: bool, log_level: Option<LevelFilter>) -> Recorder {
