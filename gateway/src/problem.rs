@@ -51,6 +51,15 @@ pub fn method_not_allowed(method: &str, path: &str, allow: &str) -> Problem {
     )
 }
 
+/// [`method_not_allowed`] as a response, with its `Allow` header.
+pub fn method_not_allowed_response(method: &str, path: &str, allow: &str) -> Response {
+    let mut response = ProblemResponse(method_not_allowed(method, path, allow)).into_response();
+    if let Ok(value) = HeaderValue::from_str(allow) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
+}
+
 /// `413` when a body is larger than the route accepts.
 pub fn payload_too_large(route: &str, limit: usize) -> Problem {
     Problem::new(

@@ -664,3 +664,62 @@ async fn backend_failures_answer_as_documented() {
         .await;
     assert_eq!(status, 200);
 }
+
+/// The gateway's own fixed routes (the documents, the health checks, the
+/// admin pages) answer a wrong method with a `405` problem naming the
+/// allowed ones, and the admin listener an unknown path with a `404`
+/// problem: never axum's empty bodies.
+#[tokio::test]
+async fn fixed_routes_answer_wrong_methods_and_unknown_paths_in_problem_json() {
+    let gw = start_with(Options {
+        config: Some(
+            r#"
+[[route]]
+name = "validate"
+match = { method = "POST", path = "/validate" }
+backend = "native"
+native = "validate"
+"#
+            .into(),
+        ),
+        ..Options::default()
+    })
+    .await;
+    let http = client();
+    let cases = [
+        (&gw.base, "DELETE", "/openapi.json", "GET, HEAD"),
+        (&gw.base, "POST", "/item.schema.json", "GET, HEAD"),
+        (&gw.base, "PUT", "/healthz", "GET, HEAD"),
+        (&gw.admin, "POST", "/healthz", "GET, HEAD"),
+        (&gw.admin, "POST", "/metrics", "GET, HEAD"),
+        (&gw.admin, "DELETE", "/admin/traces", "GET, HEAD"),
+        (&gw.admin, "GET", "/admin/config/reload", "POST"),
+    ];
+    for (base, method, path, allow) in cases {
+        let response = http
+            .request(method.parse().unwrap(), format!("{base}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405, "{method} {path}");
+        assert_eq!(response.headers()["allow"], allow, "{method} {path}");
+        let problem = common::expect_problem(response, 405).await;
+        let detail = problem["detail"].as_str().unwrap_or_default();
+        assert!(
+            detail.contains(&format!("`{method} {path}`")) && detail.contains(allow),
+            "{method} {path}: {problem}"
+        );
+    }
+    let response = http
+        .get(format!("{}/admin/nothing-here", gw.admin))
+        .send()
+        .await
+        .unwrap();
+    let problem = common::expect_problem(response, 404).await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("/admin/nothing-here")),
+        "{problem}"
+    );
+}

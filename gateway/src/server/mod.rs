@@ -19,7 +19,6 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{ConnectInfo, FromRef, Request, State};
 use axum::response::{IntoResponse, Response};
-use http::{HeaderValue, header};
 use tokio::net::TcpListener;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tracing::Instrument;
@@ -63,11 +62,14 @@ pub fn public_router(gateway: Arc<Gateway>) -> Router {
     let admission = Arc::new(Admission::new(&gateway.current().config.server));
     let state = Public { gateway, admission };
     Router::new()
-        .route("/healthz", axum::routing::get(healthz))
-        .route("/openapi.json", axum::routing::get(openapi::document))
+        .route("/healthz", fixed(axum::routing::get(healthz), GET))
+        .route(
+            "/openapi.json",
+            fixed(axum::routing::get(openapi::document), GET),
+        )
         .route(
             "/item.schema.json",
-            axum::routing::get(openapi::item_schema),
+            fixed(axum::routing::get(openapi::item_schema), GET),
         )
         .fallback(handle)
         .with_state(state)
@@ -76,6 +78,23 @@ pub fn public_router(gateway: Arc<Gateway>) -> Router {
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
                 .layer(PropagateRequestIdLayer::new(request_id)),
         )
+}
+
+/// `Allow` of a route served by `get` (axum answers `HEAD` with it).
+pub(crate) const GET: &str = "GET, HEAD";
+
+/// `methods`, with any other method answered by a `405` problem naming
+/// `allow` (axum's own `405` has an empty body).
+pub(crate) fn fixed<S>(
+    methods: axum::routing::MethodRouter<S>,
+    allow: &'static str,
+) -> axum::routing::MethodRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    methods.fallback(move |method: http::Method, uri: http::Uri| async move {
+        problem::method_not_allowed_response(method.as_str(), uri.path(), allow)
+    })
 }
 
 async fn healthz(State(gateway): State<Arc<Gateway>>) -> Response {
@@ -168,14 +187,7 @@ impl Dispatch<'_> {
                 }
             }
             (Match::MethodNotAllowed { allow }, _) => {
-                let method = request.method().as_str();
-                let mut response =
-                    ProblemResponse(problem::method_not_allowed(method, path, &allow))
-                        .into_response();
-                if let Ok(value) = HeaderValue::from_str(&allow) {
-                    response.headers_mut().insert(header::ALLOW, value);
-                }
-                response
+                problem::method_not_allowed_response(request.method().as_str(), path, &allow)
             }
             (Match::InvalidParam { name, reason, .. }, _) => {
                 ProblemResponse(problem::invalid_path_param(&name, reason)).into_response()
