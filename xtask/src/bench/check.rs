@@ -85,7 +85,7 @@ mod tests {
         let schema = schema();
         // (where the error must point, how the report is broken)
         type Damage = fn(&mut Value);
-        let cases: [(&str, Damage); 6] = [
+        let cases: [(&str, Damage); 7] = [
             ("(root)", |r| remove(r, "", "hello")),
             ("/validate/rows/0/native/p99_ms", |r| {
                 r["validate"]["rows"][0]["native"]["p99_ms"] = Value::from(-1.0);
@@ -100,6 +100,11 @@ mod tests {
             ("/targets", |r| {
                 if let Some(targets) = r["targets"].as_array_mut() {
                     targets.retain(|t| t["id"] != "rss_late");
+                }
+            }),
+            ("/trace_recorder/settings", |r| {
+                if let Some(settings) = r["trace_recorder"]["settings"].as_array_mut() {
+                    settings.retain(|s| s["name"] != "idle");
                 }
             }),
         ];
@@ -125,6 +130,7 @@ mod tests {
             &parsed.gateway_overhead,
             &parsed.cold_start,
             &parsed.rss,
+            &parsed.trace_recorder,
         )
         .expect("targets");
         let ids: Vec<&str> = targets.iter().map(|t| t.id.as_str()).collect();
@@ -142,6 +148,7 @@ mod tests {
             "## 3. Gateway overhead",
             "## 4. Cold start",
             "## 5. Memory",
+            "## 6. The trace recorder's cost",
         ] {
             assert!(md.contains(heading), "{heading} missing:\n{md}");
         }

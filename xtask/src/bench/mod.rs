@@ -13,7 +13,9 @@
 //! 3. gateway overhead: the gateway in front of the embedded host vs
 //!    `gateway serve-spin` alone, for hello and create;
 //! 4. cold start to the first Wasm 200, compile cache warm and disabled;
-//! 5. RSS of the gateway serving the app, early and late.
+//! 5. RSS of the gateway serving the app, early and late;
+//! 6. the in-memory trace recorder's cost: recording off vs the default
+//!    sample with the dashboard closed vs open.
 //!
 //! Output: `target/bench/report.json` (schema:
 //! `schemas/bench-report.schema.json`), `report.md` and SVG charts next to
@@ -24,6 +26,7 @@ pub mod check;
 mod report;
 mod scenarios;
 mod server;
+mod trace_cost;
 mod wrk;
 
 use std::path::{Path, PathBuf};
@@ -107,7 +110,17 @@ pub fn bench(root: &Path, options: &Options) -> Result<PathBuf> {
     })?;
     let cold_start = timed("scenario 4 (cold start)", || scenarios::cold_start(&env))?;
     let rss = timed("scenario 5 (memory)", || scenarios::rss(&env))?;
-    let targets = report::targets(&validate, &hello, &gateway_overhead, &cold_start, &rss)?;
+    let trace_recorder = timed("scenario 6 (trace recorder)", || {
+        trace_cost::trace_cost(&env)
+    })?;
+    let targets = report::targets(
+        &validate,
+        &hello,
+        &gateway_overhead,
+        &cold_start,
+        &rss,
+        &trace_recorder,
+    )?;
 
     let report = Report {
         schema_version: report::SCHEMA_VERSION,
@@ -132,6 +145,7 @@ pub fn bench(root: &Path, options: &Options) -> Result<PathBuf> {
         gateway_overhead,
         cold_start,
         rss,
+        trace_recorder,
         targets,
     };
 

@@ -31,6 +31,7 @@ pub struct Report {
     pub gateway_overhead: Overhead,
     pub cold_start: ColdStart,
     pub rss: Rss,
+    pub trace_recorder: TraceCost,
     pub targets: Vec<Target>,
 }
 
@@ -180,6 +181,48 @@ pub struct Rss {
     pub samples: Vec<RssSample>,
 }
 
+/// Scenario 6: the in-memory trace recorder's cost (see `trace_cost.rs`).
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct TraceCost {
+    pub workload: String,
+    pub threads: u32,
+    pub connections: u32,
+    /// Rounds; each setting runs once a round, in turn.
+    pub rounds: u32,
+    /// (max - min) / median of the `off` runs' CPU time per request: how far
+    /// one setting moves between runs.
+    pub noise_cpu: f64,
+    /// The same for throughput.
+    pub noise_rps: f64,
+    /// `off`, `idle`, `viewed`, in that order.
+    pub settings: Vec<TraceSetting>,
+}
+
+/// One trace-recorder setting: its runs and their median.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct TraceSetting {
+    pub name: String,
+    pub description: String,
+    /// The run with the median CPU time per request.
+    pub median: TraceRun,
+    pub runs: Vec<TraceRun>,
+    /// Median CPU time per request over `off`'s.
+    pub cpu_vs_off: f64,
+    /// Median run's throughput over `off`'s.
+    pub rps_vs_off: f64,
+    /// Traces the gateway recorded over the whole scenario (warm-up
+    /// included), read at the end.
+    pub traces_recorded: u64,
+}
+
+/// One run: wrk's figures and the gateway's CPU time per request.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct TraceRun {
+    pub stats: Stats,
+    /// Gateway user + system CPU time over the run / requests, µs.
+    pub cpu_us_per_request: f64,
+}
+
 /// VmRSS after a number of requests.
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct RssSample {
@@ -244,6 +287,7 @@ pub const TARGET_IDS: &[&str] = &[
     "cold_start_cached",
     "rss_growth",
     "rss_late",
+    "trace_recorder_idle_cpu",
 ];
 
 /// Judges the targets on the scenarios' numbers.
@@ -253,7 +297,13 @@ pub fn targets(
     overhead: &Overhead,
     cold: &ColdStart,
     rss: &Rss,
+    trace: &TraceCost,
 ) -> Result<Vec<Target>> {
+    let idle = trace
+        .settings
+        .iter()
+        .find(|s| s.name == "idle")
+        .context("the trace-recorder scenario has no `idle` setting")?;
     let row = |items: u32| {
         validate
             .rows
@@ -385,6 +435,14 @@ pub fn targets(
             "<=",
             150.0,
             "MiB",
+        ),
+        Target::new(
+            "trace_recorder_idle_cpu",
+            "trace recorder, dashboard closed: gateway CPU per request <= 1.05x recorder off",
+            idle.cpu_vs_off,
+            "<=",
+            1.05,
+            "x",
         ),
     ])
 }
@@ -686,6 +744,43 @@ pub fn markdown(r: &Report) -> String {
         thousands(s.late_requests as f64),
         s.growth
     );
+
+    let t = &r.trace_recorder;
+    let _ = writeln!(
+        md,
+        "\n## 6. The trace recorder's cost\n\n{}, wrk -t{} -c{}. Three gateways, one per setting, \
+         take turns for {} round(s); each row is the run with the median gateway CPU time per request \
+         (user + system from `/proc/PID/stat` over the run / requests). {}\n\n\
+         | Setting | req/s | p99 | CPU per request | CPU vs off | req/s vs off | Traces recorded |\n\
+         |---|---:|---:|---:|---:|---:|---:|",
+        t.workload,
+        t.threads,
+        t.connections,
+        t.rounds,
+        if t.rounds < 2 {
+            "One round, so no noise figure.".to_string()
+        } else {
+            format!(
+                "Noise: the `off` runs spread by {:.1}% in CPU per request and {:.1}% in throughput.",
+                t.noise_cpu * 100.0,
+                t.noise_rps * 100.0
+            )
+        }
+    );
+    for setting in &t.settings {
+        let _ = writeln!(
+            md,
+            "| `{}`: {} | {} | {} | {:.1} µs | {:.3}x | {:.3}x | {} |",
+            setting.name,
+            setting.description,
+            thousands(setting.median.stats.rps),
+            ms(setting.median.stats.p99_ms),
+            setting.median.cpu_us_per_request,
+            setting.cpu_vs_off,
+            setting.rps_vs_off,
+            thousands(setting.traces_recorded as f64)
+        );
+    }
     md
 }
 

@@ -16,7 +16,7 @@ use super::server::{Server, free_addr};
 use super::wrk::{self, Load, Requests, Stats};
 
 /// The misbehave test component's manifest (GET /ok answers 200 `ok`).
-const HELLO_MANIFEST: &str = "gateway/spin-host/tests/fixtures/misbehave.toml";
+pub(super) const HELLO_MANIFEST: &str = "gateway/spin-host/tests/fixtures/misbehave.toml";
 const HELLO_WASM: &str = "target/wasm32-wasip2/release/misbehave.wasm";
 /// What `--reuse-max-requests` is set to for the "reuse" servers.
 const REUSE_MAX_REQUESTS: &str = "128";
@@ -39,6 +39,10 @@ pub struct Plan {
     pub overhead_connections: Vec<u32>,
     pub overhead_seconds: u64,
     pub cold_runs: u32,
+    /// Rounds of the trace-recorder scenario (each setting once a round)
+    /// and seconds per run.
+    pub trace_rounds: u32,
+    pub trace_seconds: u64,
     /// Request counts at which the gateway's RSS is sampled; the first is
     /// "early", the last "late".
     pub rss_samples: Vec<u64>,
@@ -67,6 +71,8 @@ impl Plan {
             overhead_connections: vec![1, 16, 64],
             overhead_seconds: s(2),
             cold_runs: 3,
+            trace_rounds: 5,
+            trace_seconds: s(2),
             rss_samples: vec![1_000, 10_000, 25_000, 50_000, 75_000, 100_000],
             warmup_requests: 50,
             warmup: Duration::from_secs(1),
@@ -84,6 +90,8 @@ impl Plan {
             overhead_connections: vec![64],
             overhead_seconds: s,
             cold_runs: 1,
+            trace_rounds: 1,
+            trace_seconds: s,
             rss_samples: vec![200, 1_000, 2_000],
             warmup_requests: 10,
             warmup: Duration::from_millis(200),
@@ -164,10 +172,23 @@ impl Env<'_> {
     /// The gateway with a config file written from `routes` (TOML
     /// `[[route]]` tables) and `[spin] manifest = MANIFEST`; returns the
     /// server (public listener) and its admin address.
-    fn gateway(
+    pub(super) fn gateway(
         &self,
         name: &str,
         manifest: &str,
+        routes: &str,
+        probe: &str,
+    ) -> Result<(Server, std::net::SocketAddr)> {
+        self.gateway_with(name, manifest, "", routes, probe)
+    }
+
+    /// [`Env::gateway`] with `tables` (more TOML tables, e.g.
+    /// `[telemetry]`) between `[spin]` and the routes.
+    pub(super) fn gateway_with(
+        &self,
+        name: &str,
+        manifest: &str,
+        tables: &str,
         routes: &str,
         probe: &str,
     ) -> Result<(Server, std::net::SocketAddr)> {
@@ -175,7 +196,7 @@ impl Env<'_> {
         let data = self.data_dir(name)?;
         let config = format!(
             "# Written by `cargo xtask bench`.\n[server]\nlisten = \"{listen}\"\nadmin_listen = \"{admin}\"\n\n\
-             [spin]\nmode = \"embedded\"\nmanifest = {}\ndata_dir = {}\n\n{routes}",
+             [spin]\nmode = \"embedded\"\nmanifest = {}\ndata_dir = {}\n\n{tables}\n{routes}",
             toml_str(&self.root.join(manifest)),
             toml_str(&data)
         );
@@ -215,7 +236,7 @@ impl Env<'_> {
 
     /// Sends the run's request until the plan's warm-up count or time is
     /// reached; every answer must be 2xx, and the first one pass `check`.
-    fn warm_up(
+    pub(super) fn warm_up(
         &self,
         server: &Server,
         load: &Load,
@@ -291,7 +312,7 @@ fn throughput(s: &Stats) -> f64 {
     s.rps
 }
 
-fn no_check(_: &[u8]) -> Result<()> {
+pub(super) fn no_check(_: &[u8]) -> Result<()> {
     Ok(())
 }
 
@@ -434,7 +455,7 @@ max_body_bytes = 16777216
 }
 
 /// GET /hello → the misbehave component's /ok.
-fn hello_routes() -> String {
+pub(super) fn hello_routes() -> String {
     r#"[[route]]
 name = "hello"
 match = { method = "GET", path = "/hello" }

@@ -133,12 +133,54 @@ impl Server {
         Ok(kib * 1024)
     }
 
+    /// CPU time the process has used so far (user + system, all its
+    /// threads), seconds, from `/proc/PID/stat`.
+    pub fn cpu_seconds(&self) -> Result<f64> {
+        let path = format!("/proc/{}/stat", self.child.id());
+        let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+        // The command name (field 2) may hold spaces; fields after it are
+        // plain numbers: state is field 3, utime 14, stime 15.
+        let after_name = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest)
+            .with_context(|| format!("no command name in {path}"))?;
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let ticks = |i: usize| -> Result<f64> {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(|v| v as f64)
+                .with_context(|| format!("field {} of {path} is not a number", i + 3))
+        };
+        Ok((ticks(11)? + ticks(12)?) / clock_ticks_per_second())
+    }
+
     fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         let tail = lines[lines.len().saturating_sub(20)..].join("\n");
         format!("(end of {})\n{tail}", self.log.display())
     }
+}
+
+/// `getconf CLK_TCK`: the unit of `/proc/PID/stat`'s CPU times (100 on
+/// every Linux this runs on; asked once, in case).
+fn clock_ticks_per_second() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+            .filter(|t| *t > 0.0)
+            .unwrap_or(100.0)
+    })
 }
 
 /// One HTTP/1.1 request on a fresh connection (`Connection: close`);
