@@ -512,3 +512,23 @@ fn an_auto_route_shadows_one_percent_by_default_and_zero_turns_it_off() {
     let native = base("").replace("backend = \"auto\"", "backend = \"native\"");
     assert_eq!(validate_route(&native).shadow_sample, 0.0);
 }
+
+#[test]
+fn native_above_bytes_may_be_learned() {
+    let learn = validate_route(&base("[route.fallback]\nnative_above_bytes = \"learn\""));
+    assert!(learn.learn);
+    assert_eq!(learn.native_above_bytes, None);
+    let fixed = validate_route(&base("[route.fallback]\nnative_above_bytes = 4096"));
+    assert!(!fixed.learn);
+    assert_eq!(fixed.native_above_bytes, Some(4096));
+    let text = base("[route.fallback]\nnative_above_bytes = \"lean\"");
+    let line = text.lines().count();
+    refused(
+        &text,
+        line,
+        "route[1].fallback.native_above_bytes",
+        "neither a number of bytes nor \"learn\"",
+    );
+    let text = base("[route.fallback]\nnative_above_bytes = true");
+    assert!(parse(&text).is_err(), "a boolean is refused");
+}
