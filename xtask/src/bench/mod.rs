@@ -21,6 +21,7 @@
 
 mod charts;
 pub mod check;
+mod mixed;
 mod report;
 mod scenarios;
 mod server;
@@ -107,7 +108,11 @@ pub fn bench(root: &Path, options: &Options) -> Result<PathBuf> {
     })?;
     let cold_start = timed("scenario 4 (cold start)", || scenarios::cold_start(&env))?;
     let rss = timed("scenario 5 (memory)", || scenarios::rss(&env))?;
-    let targets = report::targets(&validate, &hello, &gateway_overhead, &cold_start, &rss)?;
+    let mixed = timed("scenario 6 (learned routing)", || {
+        mixed::mixed(&env, validate.suggested_native_above_bytes)
+    })?;
+    let mut targets = report::targets(&validate, &hello, &gateway_overhead, &cold_start, &rss)?;
+    targets.extend(mixed::targets(&mixed));
 
     let report = Report {
         schema_version: report::SCHEMA_VERSION,
@@ -133,6 +138,7 @@ pub fn bench(root: &Path, options: &Options) -> Result<PathBuf> {
         cold_start,
         rss,
         targets,
+        mixed: Some(mixed),
     };
 
     let json_path = out.join("report.json");

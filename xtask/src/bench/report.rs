@@ -32,6 +32,9 @@ pub struct Report {
     pub cold_start: ColdStart,
     pub rss: Rss,
     pub targets: Vec<Target>,
+    /// Scenario 6, learned routing (absent from reports made before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mixed: Option<super::mixed::Mixed>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -686,6 +689,13 @@ pub fn markdown(r: &Report) -> String {
         thousands(s.late_requests as f64),
         s.growth
     );
+    if let Some(mixed) = &r.mixed {
+        let _ = writeln!(
+            md,
+            "\n{}\n![learned routing](mixed.svg)",
+            super::mixed::markdown(mixed)
+        );
+    }
     md
 }
 

@@ -164,7 +164,7 @@ impl Env<'_> {
     /// The gateway with a config file written from `routes` (TOML
     /// `[[route]]` tables) and `[spin] manifest = MANIFEST`; returns the
     /// server (public listener) and its admin address.
-    fn gateway(
+    pub(super) fn gateway(
         &self,
         name: &str,
         manifest: &str,

@@ -1,0 +1,239 @@
+//! End to end: learned routing (`fallback.native_above_bytes = "learn"`)
+//! on a route whose Wasm path is the `misbehave` component's `/burn`
+//! (CPU in proportion to the body, `x-burn-rounds` rounds per byte) and
+//! whose native path is the validate handler (an Ed25519 check per signed
+//! item, so native's cost grows with the body too, faster than Wasm's at
+//! 10 rounds per byte). Small bodies: native wins (Wasm pays a fresh
+//! instance); big bodies: Wasm wins. Then Wasm is made a hundred times
+//! costlier per byte, and back.
+//!
+//! Every bound below is a number of requests, never a time: the margins
+//! between the paths are several-fold, so the outcome does not depend on
+//! the machine's speed.
+
+mod common;
+
+use common::{TestGateway, client, get_json, start_misbehave};
+use ed25519_dalek::SigningKey;
+use serde_json::{Value, json};
+
+const ROUTE: &str = r#"
+[[route]]
+name = "burn"
+match = { method = "POST", path = "/burn" }
+backend = "auto"
+spin_path = "/burn"
+native = "validate"
+timeout_ms = 30000
+max_body_bytes = 8388608
+# Every request is also run on the other path, so the path not chosen
+# stays measured (the queue drops what it cannot keep up with).
+shadow = { sample = 1.0 }
+
+[route.fallback]
+native_above_bytes = "learn"
+"#;
+
+/// Rounds of burn per byte while Wasm is fast, and while it is slow.
+const FAST: u32 = 10;
+const SLOW: u32 = 1_000;
+
+/// A batch of `n` signed items (one Ed25519 verification each natively).
+fn batch(n: usize) -> Vec<u8> {
+    let key = SigningKey::from_bytes(&[9; 32]);
+    let items: Vec<Value> = (0..n)
+        .map(|i| {
+            let mut item = json!({"id": i, "name": format!("item {i}")});
+            items_core::sign_item(&mut item, &key).expect("signable");
+            item
+        })
+        .collect();
+    serde_json::to_vec(&json!({ "items": items })).expect("serializable")
+}
+
+/// Posts `body` with `rounds`; returns who answered.
+async fn post(gw: &TestGateway, body: &[u8], rounds: u32) -> String {
+    let response = client()
+        .post(format!("{}/burn", gw.base))
+        .header("content-type", "application/json")
+        .header("x-burn-rounds", rounds.to_string())
+        .body(body.to_vec())
+        .send()
+        .await
+        .expect("the gateway answers");
+    assert_eq!(response.status(), 200, "{:?}", response.text().await);
+    response.headers()["x-gateway-backend"]
+        .to_str()
+        .expect("ascii")
+        .to_string()
+}
+
+/// The route's learned figures from `/admin/stats`.
+async fn learned(gw: &TestGateway) -> Value {
+    let stats: Value = get_json(&format!("{}/admin/stats", gw.admin)).await;
+    stats["routes"]
+        .as_array()
+        .and_then(|routes| routes.iter().find(|r| r["route"] == "burn"))
+        .map(|r| r["learned"].clone())
+        .expect("the burn route has learned figures")
+}
+
+/// The learned path of `class` (`null` while it warms up).
+async fn choice(gw: &TestGateway, class: &str) -> Value {
+    let learned = learned(gw).await;
+    learned["classes"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["size_class"] == class))
+        .map_or(Value::Null, |c| c["choice"].clone())
+}
+
+#[tokio::test]
+async fn traffic_follows_the_faster_path_per_size_class_and_moves_when_it_slows() {
+    let gw = start_misbehave("", ROUTE).await;
+    let small = batch(3); // ≤ 1 KiB
+    let big = batch(200); // ≤ 256 KiB
+    assert!(small.len() <= 1024, "{}", small.len());
+    assert!(
+        big.len() > 16 << 10 && big.len() <= 256 << 10,
+        "{}",
+        big.len()
+    );
+
+    // 1. The crossover is learned: warm-up is 8 requests per path and
+    // class; within 60 requests of each class, both are decided and the
+    // boundary sits between the two classes, native below it.
+    let mut learned_after = None;
+    for n in 1..=60 {
+        post(&gw, &small, FAST).await;
+        post(&gw, &big, FAST).await;
+        let l = learned(&gw).await;
+        if l["crossover"]["native"] == "below" {
+            learned_after = Some(n);
+            break;
+        }
+    }
+    let Some(n) = learned_after else {
+        let l = learned(&gw).await;
+        panic!("no crossover within 60 requests per class: {l:#}");
+    };
+    assert!(n >= 16, "not before the warm-up ended: {n}");
+    let l = learned(&gw).await;
+    assert_eq!(l["crossover"]["bytes"], 1024, "{l:#}");
+    assert_eq!(choice(&gw, "le_1KiB").await, "native");
+    assert_eq!(choice(&gw, "le_256KiB").await, "wasm");
+    // And the traffic follows it.
+    let mut on_wasm = 0;
+    let mut small_native = 0;
+    for _ in 0..20 {
+        on_wasm += usize::from(post(&gw, &big, FAST).await == "spin-embedded");
+        small_native += usize::from(post(&gw, &small, FAST).await == "native");
+    }
+    assert!(on_wasm >= 18, "big bodies on Wasm: {on_wasm} of 20");
+    assert!(
+        small_native >= 18,
+        "small bodies on native: {small_native} of 20"
+    );
+
+    // 2. Wasm slows a hundredfold per byte: big bodies move to native
+    // within the dwell (8 answers) and a few more.
+    let mut moved = None;
+    for n in 1..=40 {
+        post(&gw, &big, SLOW).await;
+        if choice(&gw, "le_256KiB").await == "native" {
+            moved = Some(n);
+            break;
+        }
+    }
+    let moved = moved.expect("big bodies moved to native within 40 slow requests");
+    let mut on_native = 0;
+    for _ in 0..10 {
+        on_native += usize::from(post(&gw, &big, SLOW).await == "native");
+    }
+    assert!(
+        on_native >= 9,
+        "after moving ({moved}), native served {on_native} of 10"
+    );
+
+    // 3. Wasm recovers: the shadow runs measure it fast again, its peak
+    // fades, and the class comes back (bounded by requests, generously:
+    // the queued slow replays run first).
+    let mut back = None;
+    for n in 1..=3_000 {
+        post(&gw, &big, FAST).await;
+        if n % 10 == 0 && choice(&gw, "le_256KiB").await == "wasm" {
+            back = Some(n);
+            break;
+        }
+    }
+    back.unwrap_or_else(|| panic!("big bodies back on Wasm within 3,000 requests"));
+    let mut on_wasm = 0;
+    for _ in 0..10 {
+        on_wasm += usize::from(post(&gw, &big, FAST).await == "spin-embedded");
+    }
+    assert!(on_wasm >= 9, "back on Wasm: {on_wasm} of 10");
+    // Small bodies never left native.
+    assert_eq!(choice(&gw, "le_1KiB").await, "native");
+
+    // The figures are on /metrics too, bounded by route, class and path.
+    let metrics = common::admin_metrics(&gw.admin).await;
+    assert!(
+        metrics.contains("gateway_learned_estimate_seconds{path=\"wasm\",route=\"burn\",size_class=\"le_256KiB\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("gateway_learned_decisions_total{decision=\"learned\",path=\"native\",route=\"burn\",size_class=\"le_1KiB\"}"), "{metrics}");
+}
+
+#[tokio::test]
+async fn a_learned_route_never_sends_to_spin_while_its_breaker_is_open() {
+    // The Wasm path traps (a 500): native stands in (`5xx`), and after two
+    // failures the breaker opens; from then on the learned choice sends
+    // every request to native itself, saying why.
+    let route = r#"
+[[route]]
+name = "burn"
+match = { method = "POST", path = "/burn" }
+backend = "auto"
+spin_path = "/trap"
+native = "validate"
+shadow = { sample = 0 }
+
+[route.circuit]
+consecutive_failures = 2
+open_ms = 600000
+
+[route.fallback]
+native_above_bytes = "learn"
+"#;
+    let gw = start_misbehave("", route).await;
+    let body = batch(1);
+    let mut reasons = Vec::new();
+    for _ in 0..30 {
+        let response = client()
+            .post(format!("{}/burn", gw.base))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["x-gateway-backend"], "native");
+        let reason = response.headers()["x-gateway-fallback"]
+            .to_str()
+            .expect("ascii")
+            .to_string();
+        reasons.push(reason);
+    }
+    // Two traps (warm-up sends them to Spin), then the breaker is open:
+    // never Spin again, every later request says `circuit-open`.
+    assert_eq!(
+        reasons.iter().filter(|r| *r == "5xx").count(),
+        2,
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[reasons.len() - 20..]
+            .iter()
+            .all(|r| r == "circuit-open"),
+        "{reasons:?}"
+    );
+}
