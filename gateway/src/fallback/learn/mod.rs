@@ -15,9 +15,11 @@
 //! * **staleness**: the evidence behind an estimate fades with time; below
 //!   half the minimum samples the estimate is stale;
 //! * **hysteresis**: a class switches only when the other path is
-//!   predicted faster by more than [`Tuning::hysteresis`], and only after
-//!   the current path has answered `min_samples` requests since the last
-//!   switch, so it cannot flap on every sample;
+//!   predicted faster by more than [`Tuning::hysteresis`], when the last
+//!   [`Tuning::confirm`] answers on the current path were each slower than
+//!   that prediction (one slow answer is a peak, not a trend), and only
+//!   after the current path has answered `min_samples` requests since the
+//!   last switch, so it cannot flap on every sample;
 //! * **bounded exploration**: when the path not chosen has gone stale
 //!   (no shadow pair refreshed it: shadow off, or the gateway busy), at
 //!   most [`Tuning::explore_share`] of the class's requests go to it until
@@ -135,6 +137,10 @@ pub struct Tuning {
     pub hysteresis: f64,
     /// The largest share of a class's requests sent to a stale path.
     pub explore_share: f64,
+    /// Answers in a row on the current path, each slower than the other
+    /// path's prediction, before a class switches: one slow answer (a
+    /// peak the estimate takes at once) is not enough.
+    pub confirm: u32,
     /// The estimates' time constants.
     pub decay: Decay,
 }
@@ -153,6 +159,7 @@ impl Default for Tuning {
             min_samples: 8.0,
             hysteresis: 0.25,
             explore_share: 0.05,
+            confirm: 4,
             decay: Decay {
                 estimate: Duration::from_secs(2),
                 evidence: Duration::from_secs(10),
@@ -172,6 +179,9 @@ struct Class {
     current: Option<Path>,
     /// Live answers on the current path since it was chosen.
     since_switch: u64,
+    /// Live answers in a row on the current path that each took longer
+    /// than the other path's prediction (with the hysteresis margin).
+    slower_streak: u32,
     /// Requests sent to each path.
     requests: [u64; 2],
     /// Requests sent to refresh a stale path (after warm-up).
@@ -316,11 +326,13 @@ impl Learned {
             _ => false,
         };
         let dwelt = c.since_switch as f64 >= t.min_samples;
+        let confirmed = c.slower_streak >= t.confirm;
         // A stale current path with a proven other one switches at once:
         // its estimate is no longer evidence.
-        if (beats && dwelt && !stale(other)) || (stale(current) && !stale(other)) {
+        if (beats && dwelt && confirmed && !stale(other)) || (stale(current) && !stale(other)) {
             c.current = Some(other);
             c.since_switch = 0;
+            c.slower_streak = 0;
             c.switches += 1;
             return other;
         }
@@ -351,11 +363,16 @@ impl Learned {
 
     fn sample(&self, class: SizeClass, path: Path, pending: u32, took: Duration, live: bool) {
         let now = self.clock.now();
+        let other_pending = self.pending(path.other());
+        let t = &self.tuning;
         let mut classes = self.classes();
         let c = &mut classes[class.index()];
-        c.estimates[path.index()].observe(now, took, pending, &self.tuning.decay);
+        c.estimates[path.index()].observe(now, took, pending, &t.decay);
         if live && c.current == Some(path) {
             c.since_switch += 1;
+            let other = c.estimates[path.other().index()].predict(other_pending);
+            let slower = other.is_some_and(|o| took.as_secs_f64() > o * (1.0 + t.hysteresis));
+            c.slower_streak = if slower { c.slower_streak + 1 } else { 0 };
         }
     }
 
@@ -413,6 +430,7 @@ impl Learned {
                 min_samples: t.min_samples,
                 hysteresis: t.hysteresis,
                 explore_share: t.explore_share,
+                confirm: t.confirm,
                 estimate_decay_ms: t.decay.estimate.as_millis() as u64,
                 evidence_decay_ms: t.decay.evidence.as_millis() as u64,
             },
@@ -507,6 +525,8 @@ pub struct TuningRow {
     pub hysteresis: f64,
     /// See [`Tuning::explore_share`].
     pub explore_share: f64,
+    /// See [`Tuning::confirm`].
+    pub confirm: u32,
     /// How fast an estimate forgets a peak, ms.
     pub estimate_decay_ms: u64,
     /// How fast the evidence behind an estimate fades, ms.

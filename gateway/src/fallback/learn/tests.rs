@@ -275,31 +275,51 @@ fn a_path_whose_breaker_is_open_is_never_chosen() {
 }
 
 #[test]
-fn work_in_flight_is_priced_in_before_it_answers() {
+fn work_in_flight_is_priced_in_and_slow_answers_confirm_a_switch() {
     let rig = Rig::new();
     // Both paths cost the same when measured one at a time...
     rig.run(17, BIG, |_| 10.0);
     let first = rig.choice(BIG).expect("learned");
-    // ...then requests pile up in flight on the chosen path, none
-    // answered yet: the prediction prices them in, and the next request
-    // goes to the other path after very few.
     for _ in 0..8 {
         rig.request(BIG, |_| 10.0);
     }
-    let mut held = Vec::new();
-    for _ in 0..20 {
-        let v = rig.learned.decide(BIG, false);
-        held.push(v);
-        if v.path != first {
+    // ...then requests pile up on the chosen path: each one's prediction
+    // includes the work in front of it, before any of it has answered.
+    let held: Vec<Verdict> = (0..6).map(|_| rig.learned.decide(BIG, false)).collect();
+    let predicted: Vec<f64> = held
+        .iter()
+        .map(|v| v.predicted[first.index()].expect("measured"))
+        .collect();
+    assert!(predicted.windows(2).all(|w| w[1] > w[0]), "{predicted:?}");
+    assert!(predicted[5] > 5.0 * predicted[0], "{predicted:?}");
+    // The held requests answer slowly (they queued): once `confirm` of
+    // them in a row were slower than the other path's prediction, the
+    // class moves.
+    for (i, v) in held.iter().enumerate() {
+        assert_eq!(rig.choice(BIG), Some(first), "after {i} slow answers");
+        rig.clock.advance(ms(1.0));
+        rig.learned
+            .answered(BIG, v.path, v.pending, Some(ms(30.0 + 10.0 * i as f64)));
+        if i + 1 >= 4 {
             break;
         }
     }
-    let last = held.last().copied().expect("decided");
-    assert_eq!(last.path, first.other(), "{held:?}");
-    assert!(held.len() <= 3, "{held:?}");
-    let chosen = last.predicted[first.index()].unwrap();
-    let other = last.predicted[first.other().index()].unwrap();
-    assert!(chosen > 1.25 * other, "{chosen} vs {other}");
+    let next = rig.learned.decide(BIG, false);
+    assert_eq!(next.path, first.other(), "{next:?}");
+    assert_eq!(rig.switches(BIG), 1);
+}
+
+#[test]
+fn one_slow_answer_does_not_move_a_class() {
+    let rig = Rig::new();
+    rig.run(17, BIG, costs(BIG));
+    assert_eq!(rig.choice(BIG), Some(Path::Wasm));
+    // A single hiccup of 50x, then Wasm is as fast as ever: its estimate
+    // takes the peak, but the answers after it are fast, so nothing moves.
+    rig.request(BIG, |p| if p == Path::Wasm { 500.0 } else { 40.0 });
+    let counts = rig.run(300, BIG, costs(BIG));
+    assert_eq!(rig.switches(BIG), 0);
+    assert_eq!(counts.wasm, 300, "{counts:?}");
 }
 
 #[test]
