@@ -175,9 +175,9 @@ function learnedTable(route) {
     <tr><th rowspan="2">body size</th><th rowspan="2">path now</th><th colspan="4" class="wasm">Wasm</th><th colspan="4" class="native">native</th><th rowspan="2">explored</th><th rowspan="2">switches</th></tr>
     <tr><th>estimate ms</th><th>predicted ms</th><th>share</th><th>evidence</th><th>estimate ms</th><th>predicted ms</th><th>share</th><th>evidence</th></tr>
     </thead><tbody>${rows}</tbody></table>${cross}
-    <div class="note">Estimate: Peak-EWMA of the path's latency in the class (live answers and shadow runs). Predicted: the estimate scaled by the
-    requests in flight on the path now. A class moves only when the other path is predicted ${fmt(100 * l.tuning.hysteresis, 0)}% faster, after
-    ${l.tuning.min_samples} answers; evidence below ${l.tuning.min_samples / 2} samples is stale and gets at most ${fmt(100 * l.tuning.explore_share, 0)}% of the class's requests to re-measure it.</div>`;
+    <div class="note">Estimate: Peak-EWMA of the path's latency in the class (live answers and shadow runs); it takes a slow answer at once and
+    forgets it over seconds, so it sits nearer the p99 than the p50 above. Predicted: the estimate scaled by the requests in flight on the path now. A class moves only when the other path is predicted ${fmt(100 * l.tuning.hysteresis, 0)}% faster and
+    ${l.tuning.confirm} answers in a row were slower than that, at least ${l.tuning.min_samples} answers after its last move; evidence below ${l.tuning.min_samples / 2} samples is stale and gets at most ${fmt(100 * l.tuning.explore_share, 0)}% of the class's requests to re-measure it.</div>`;
 }
 
 // ---- the crossover: latency against body size ----
@@ -259,7 +259,7 @@ function crossoverMarks(route, configRoute, bench, x, top, bottom) {
   if (configured === "learn") {
     if (learned) {
       const xx = x(Math.max(learned.bytes, 64));
-      svg += `<line class="learned" x1="${xx}" x2="${xx}" y1="${top}" y2="${bottom}" stroke="#d0312d" stroke-width="1.5"/><text x="${xx + 4}" y="${top + 10}" fill="#d0312d">learned</text>`;
+      svg += `<line class="learned" x1="${xx}" x2="${xx}" y1="${top}" y2="${bottom}" stroke="#d0312d" stroke-width="1.5"/><text x="${xx + 4}" y="${top + 10}" fill="#d0312d">learned: native ${learned.native === "above" ? "above" : "below"}</text>`;
     }
     text += `<div class="suggest configured" data-bytes="learn">Configured: <code>native_above_bytes = "learn"</code>; each request goes to the path predicted faster for its size (table above).</div>`;
   } else if (num(configured)) {
