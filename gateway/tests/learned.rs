@@ -265,3 +265,44 @@ native_above_bytes = "learn"
         "{reasons:?}"
     );
 }
+
+#[tokio::test]
+async fn each_requests_span_says_what_decided_its_path() {
+    // As the binary does: logs, and the in-memory trace recorder.
+    let _tracing = gateway::telemetry::init(None).expect("tracing installs");
+    let route = ROUTE.replace("shadow = { sample = 1.0 }", "shadow = { sample = 0.0 }");
+    let gw = start_misbehave("", &route).await;
+    let body = batch(2);
+    let mut seen = Vec::new();
+    // Warm-up (`explore`), then the learned choice (`learned`).
+    for i in 0..24u32 {
+        let trace = format!("{:032x}", 0x00c0_ffee_0000_u64 + u64::from(i));
+        let response = client()
+            .post(format!("{}/burn", gw.base))
+            .header("content-type", "application/json")
+            .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+            .body(body.clone())
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(response.status(), 200);
+        let traces: Value = get_json(&format!("{}/admin/traces?trace_id={trace}", gw.admin)).await;
+        let request = traces["traces"][0]["spans"]
+            .as_array()
+            .and_then(|spans| spans.iter().find(|s| s["name"] == "request"))
+            .cloned()
+            .unwrap_or_else(|| panic!("the sampled trace {trace} is kept: {traces}"));
+        let attrs = &request["attributes"];
+        let decision = attrs["gateway.decision"].as_str().unwrap_or("").to_string();
+        if decision == "learned" {
+            assert!(
+                attrs["gateway.predicted.wasm_ms"].as_f64().is_some()
+                    && attrs["gateway.predicted.native_ms"].as_f64().is_some(),
+                "a learned decision carries both predictions: {attrs}"
+            );
+        }
+        seen.push(decision);
+    }
+    assert_eq!(seen[0], "explore", "{seen:?}");
+    assert!(seen[16..].iter().all(|d| d == "learned"), "{seen:?}");
+}
