@@ -144,6 +144,14 @@ function classTable(route) {
 
 // ---- learned routing: each path's estimate per class ----
 
+/// Why a learned route has no crossover, in words.
+function learnedWhyNone(classes) {
+  const chosen = [...new Set(classes.map(c => c.choice).filter(Boolean))];
+  if (!chosen.length) return "still warming up";
+  if (chosen.length === 1) return `${chosen[0] === "native" ? "native" : "Wasm"} serves every class with traffic`;
+  return "the choice changes path more than once across the classes";
+}
+
 /// A learned route's estimates (`learned` in /admin/stats): per class, the
 /// path it picked, each path's Peak-EWMA estimate, predicted time and
 /// share of the requests, and where the choice changes path.
@@ -169,7 +177,7 @@ function learnedTable(route) {
   const x = l.crossover;
   const cross = x
     ? `<div class="suggest learned" data-bytes="${x.bytes}" data-native="${x.native}">Learned crossover: native serves bodies ${x.native === "above" ? "larger" : "up to"} ${bytes(x.bytes)}${x.native === "above" ? "" : ", Wasm the larger ones"} (between the ${esc(x.between[0])} and ${esc(x.between[1])} classes).</div>`
-    : `<div class="suggest learned" data-bytes="">Learned crossover: none (${classes.some(c => c.choice) ? "one path serves every class with traffic, or the choice changes more than once" : "still warming up"}).</div>`;
+    : `<div class="suggest learned" data-bytes="">Learned crossover: none (${learnedWhyNone(classes)}).</div>`;
   return `<h3>Learned routing: where each request goes, and why</h3>
     <table class="learned"><thead>
     <tr><th rowspan="2">body size</th><th rowspan="2">path now</th><th colspan="4" class="wasm">Wasm</th><th colspan="4" class="native">native</th><th rowspan="2">explored</th><th rowspan="2">switches</th></tr>
