@@ -11,8 +11,10 @@
 //! * the waterfall of the known trace with the spans `/admin/traces` has,
 //! * the four charts over time with data in them,
 //!
-//! and nothing on the console. Screenshots land in
-//! `target/dashboard-overview.png` and `target/dashboard-trace.png`.
+//! and nothing on the console; then, on a second gateway with validate on
+//! learned routing, the learned table with the figures of `/admin/stats`.
+//! Screenshots land in `target/dashboard-overview.png`,
+//! `target/dashboard-trace.png` and `target/dashboard-learned.png`.
 //!
 //! Also: `/admin/traces` and `/admin/series` refuse bad parameters with
 //! problem+json, and an unsampled request is not recorded while nobody
@@ -500,6 +502,7 @@ async fn the_dashboard_shows_evidence_a_user_can_decide_on() {
         overview.display(),
         trace_png.display()
     );
+    the_dashboard_shows_what_learned_routing_decided(&chromium).await;
 }
 
 /// The built-in config with validate on learned routing, every request
@@ -552,9 +555,11 @@ fn learned_still(route: &Value) -> Value {
     json!([classes, route["learned"]["crossover"]])
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_dashboard_shows_what_learned_routing_decided() {
-    let chromium = require_chromium();
+/// A second gateway, validate on learned routing: the dashboard's learned
+/// table must show what `/admin/stats` says. Run after the first part, not
+/// beside it: an open dashboard makes the trace recorder keep every request
+/// (process-wide), which the first part checks it does not.
+async fn the_dashboard_shows_what_learned_routing_decided(chromium: &Path) {
     let gw = common::start_with(common::Options {
         config: Some(learned_builtin()),
         ..common::Options::default()
@@ -584,7 +589,7 @@ async fn the_dashboard_shows_what_learned_routing_decided() {
         "{learned:#}"
     );
 
-    let run = dump_dom(&chromium, &format!("{admin}/dashboard")).await;
+    let run = dump_dom(chromium, &format!("{admin}/dashboard")).await;
     assert_quiet(&run, "learned dashboard");
     let dom = &run.stdout;
     let section = between(dom, "data-route=\"validate\"", "</section>")
@@ -627,7 +632,7 @@ async fn the_dashboard_shows_what_learned_routing_decided() {
     }
 
     let png = common::repo_root().join("target/dashboard-learned.png");
-    let run = screenshot(&chromium, &format!("{admin}/dashboard"), &png, (1400, 2000)).await;
+    let run = screenshot(chromium, &format!("{admin}/dashboard"), &png, (1400, 2000)).await;
     assert_quiet(&run, "learned screenshot");
     println!("screenshot: {}", png.display());
 }
