@@ -11,8 +11,10 @@
 //! * the waterfall of the known trace with the spans `/admin/traces` has,
 //! * the four charts over time with data in them,
 //!
-//! and nothing on the console. Screenshots land in
-//! `target/dashboard-overview.png` and `target/dashboard-trace.png`.
+//! and nothing on the console; then, on a second gateway with validate on
+//! learned routing, the learned table with the figures of `/admin/stats`.
+//! Screenshots land in `target/dashboard-overview.png`,
+//! `target/dashboard-trace.png` and `target/dashboard-learned.png`.
 //!
 //! Also: `/admin/traces` and `/admin/series` refuse bad parameters with
 //! problem+json, and an unsampled request is not recorded while nobody
@@ -500,4 +502,137 @@ async fn the_dashboard_shows_evidence_a_user_can_decide_on() {
         overview.display(),
         trace_png.display()
     );
+    the_dashboard_shows_what_learned_routing_decided(&chromium).await;
+}
+
+/// The built-in config with validate on learned routing, every request
+/// shadowed.
+fn learned_builtin() -> String {
+    shadowed_builtin().replace(
+        "native_above_bytes = 262144",
+        "native_above_bytes = \"learn\"",
+    )
+}
+
+/// `data-value` of `td.{class}` in the learned row of `size_class`.
+fn learned_cell(section: &str, size_class: &str, class: &str) -> String {
+    let row = between(
+        section,
+        &format!("<tr data-learned-class=\"{size_class}\">"),
+        "</tr>",
+    )
+    .unwrap_or_else(|| panic!("no learned row for {size_class}:\n{section}"));
+    let tag = tags_with(row, &["td", &format!("class=\"{class}")])
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no td.{class} in {row}"));
+    attr(tag, "data-value")
+        .or_else(|| attr(tag, "data-choice"))
+        .unwrap_or_else(|| panic!("td.{class} has no value: {tag}"))
+        .to_string()
+}
+
+/// The learned figures that do not move while nothing is served (the
+/// evidence fades with time; everything else waits for a sample).
+fn learned_still(route: &Value) -> Value {
+    let classes: Vec<Value> = route["learned"]["classes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| {
+            json!([
+                c["size_class"],
+                c["choice"],
+                c["wasm"]["estimate_ms"],
+                c["native"]["estimate_ms"],
+                c["wasm"]["share"],
+                c["explored"],
+                c["switches"]
+            ])
+        })
+        .collect();
+    json!([classes, route["learned"]["crossover"]])
+}
+
+/// A second gateway, validate on learned routing: the dashboard's learned
+/// table must show what `/admin/stats` says. Run after the first part, not
+/// beside it: an open dashboard makes the trace recorder keep every request
+/// (process-wide), which the first part checks it does not.
+async fn the_dashboard_shows_what_learned_routing_decided(chromium: &Path) {
+    let gw = common::start_with(common::Options {
+        config: Some(learned_builtin()),
+        ..common::Options::default()
+    })
+    .await;
+    let admin = gw.admin.clone();
+    // Two classes, past their warm-up (8 requests per path).
+    let (small, medium) = (common::small_batch(), common::big_batch(100));
+    for _ in 0..24 {
+        validate(&gw, &small, None).await;
+        validate(&gw, &medium, None).await;
+    }
+    let mut route = settled_stats(&admin, 48).await;
+    // Settled: two snapshots in a row agree.
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let again = settled_stats(&admin, 48).await;
+        if learned_still(&again) == learned_still(&route) {
+            break;
+        }
+        route = again;
+    }
+    let learned = &route["learned"];
+    assert_eq!(
+        learned["classes"].as_array().map(Vec::len),
+        Some(2),
+        "{learned:#}"
+    );
+
+    let run = dump_dom(chromium, &format!("{admin}/dashboard")).await;
+    assert_quiet(&run, "learned dashboard");
+    let dom = &run.stdout;
+    let section = between(dom, "data-route=\"validate\"", "</section>")
+        .unwrap_or_else(|| panic!("no validate section:\n{dom}"));
+    for class in learned["classes"].as_array().into_iter().flatten() {
+        let id = class["size_class"].as_str().expect("class id");
+        let choice = class["choice"].as_str().unwrap_or("");
+        assert_eq!(learned_cell(section, id, "choice"), choice, "{id} choice");
+        for path in ["wasm", "native"] {
+            let estimate = class[path]["estimate_ms"].as_f64().expect("estimated");
+            let shown: f64 = learned_cell(section, id, &format!("{path}-estimate"))
+                .parse()
+                .expect("a number");
+            assert!(
+                (shown - estimate).abs() < 1e-9,
+                "{id} {path} estimate: page {shown}, /admin/stats {estimate}"
+            );
+            let share = class[path]["share"].as_f64().expect("share");
+            let shown: f64 = learned_cell(section, id, &format!("{path}-share"))
+                .parse()
+                .expect("a number");
+            assert!((shown - share).abs() < 1e-9, "{id} {path} share");
+        }
+        let switches = class["switches"].as_u64().expect("switches");
+        assert_eq!(learned_cell(section, id, "switches"), switches.to_string());
+    }
+    let configured = tags_with(section, &["div", "class=\"suggest configured\""]);
+    assert_eq!(
+        configured.first().and_then(|t| attr(t, "data-bytes")),
+        Some("learn")
+    );
+    let line = tags_with(section, &["div", "class=\"suggest learned\""]);
+    let shown = line
+        .first()
+        .and_then(|t| attr(t, "data-bytes"))
+        .unwrap_or("");
+    match learned["crossover"]["bytes"].as_u64() {
+        Some(bytes) => assert_eq!(shown, bytes.to_string()),
+        None => assert_eq!(shown, ""),
+    }
+
+    let png = common::repo_root().join("target/dashboard-learned.png");
+    let run = screenshot(chromium, &format!("{admin}/dashboard"), &png, (1400, 2000)).await;
+    assert_quiet(&run, "learned screenshot");
+    println!("screenshot: {}", png.display());
 }

@@ -9,6 +9,7 @@
 //! checked, typed [`Config`] the gateway runs on.
 
 mod route;
+pub use route::LEARN;
 mod schema;
 mod validate;
 
@@ -277,6 +278,10 @@ pub struct RouteConfig {
     pub fallback_on: Vec<FallbackTrigger>,
     /// Bodies larger than this go straight to native (`auto` only).
     pub native_above_bytes: Option<usize>,
+    /// `fallback.native_above_bytes = "learn"`: the path is picked per
+    /// request from each path's measured cost (`auto` only; see
+    /// `fallback::learn`). `native_above_bytes` is `None` then.
+    pub learn: bool,
     /// Fraction of requests replayed on the other backend and compared
     /// (0 = off); needs both `spin_path` and `native`. An `auto` route
     /// without a `shadow` table samples 1% (`route::DEFAULT_SHADOW_SAMPLE`).

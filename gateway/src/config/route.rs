@@ -66,7 +66,12 @@ pub(super) fn route_config(
     let limits = route_limits(ctx, &f, route, server)?;
     let retry = retry_policy(ctx, &f, route.retry.as_ref().map(Spanned::get_ref))?;
     let circuit = circuit_policy(ctx, &f, route.circuit.as_ref().map(Spanned::get_ref))?;
-    let (fallback_on, native_above_bytes) = fallback_rules(ctx, &f, route, backend)?;
+    let (fallback_on, threshold) = fallback_rules(ctx, &f, route, backend)?;
+    let learn = threshold == Some(Threshold::Learn);
+    let native_above_bytes = match threshold {
+        Some(Threshold::Bytes(n)) => Some(n),
+        _ => None,
+    };
     let has_both = spin_path.is_some() && native.is_some();
     let shadow_sample = shadow_sample(ctx, &f, route, backend, has_both)?;
     Ok(RouteConfig {
@@ -85,6 +90,7 @@ pub(super) fn route_config(
         circuit,
         fallback_on,
         native_above_bytes,
+        learn,
         shadow_sample,
     })
 }
@@ -371,7 +377,7 @@ fn fallback_rules(
     f: &Fields,
     route: &schema::Route,
     backend: BackendKind,
-) -> Result<(Vec<FallbackTrigger>, Option<usize>), ConfigError> {
+) -> Result<(Vec<FallbackTrigger>, Option<Threshold>), ConfigError> {
     let fb = match &route.fallback {
         None if backend == BackendKind::Auto => return Ok((FallbackTrigger::ALL.to_vec(), None)),
         None => return Ok((Vec::new(), None)),
@@ -388,16 +394,42 @@ fn fallback_rules(
         Some(on) => fallback_triggers(ctx, f, on.get_ref())?,
         None => FallbackTrigger::ALL.to_vec(),
     };
+    let field = f.name("fallback.native_above_bytes");
     let above = match &fb.native_above_bytes {
         None => None,
-        Some(v) => Some(ctx.int_in(
-            &Some(v.clone()),
-            &f.name("fallback.native_above_bytes"),
-            0..=1 << 30,
-            0usize,
-        )?),
+        Some(v) => match v.get_ref() {
+            schema::Threshold::Bytes(n) => Some(Threshold::Bytes(ctx.int_in(
+                &Some(Spanned::new(v.span(), *n)),
+                &field,
+                0..=1 << 30,
+                0usize,
+            )?)),
+            schema::Threshold::Word(word) if word == LEARN => Some(Threshold::Learn),
+            schema::Threshold::Word(word) => {
+                return Err(ctx.err(
+                    v.span(),
+                    &field,
+                    format!(
+                        "`{word}` is neither a number of bytes nor \"{LEARN}\"; expected 0 to {} or \"{LEARN}\" (pick the path from each path's measured cost)",
+                        1 << 30
+                    ),
+                ));
+            }
+        },
     };
     Ok((triggers, above))
+}
+
+/// `fallback.native_above_bytes = "learn"`.
+pub const LEARN: &str = "learn";
+
+/// What `fallback.native_above_bytes` says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Threshold {
+    /// Bodies above this many bytes go native.
+    Bytes(usize),
+    /// The path is learned per size class.
+    Learn,
 }
 
 /// `fallback.on`: known trigger names, each listed once.

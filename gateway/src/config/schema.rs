@@ -121,5 +121,13 @@ pub struct Circuit {
 #[serde(deny_unknown_fields)]
 pub struct Fallback {
     pub on: Option<Spanned<Vec<Spanned<String>>>>,
-    pub native_above_bytes: Option<Spanned<i64>>,
+    pub native_above_bytes: Option<Spanned<Threshold>>,
+}
+
+/// `fallback.native_above_bytes`: a number of bytes, or `"learn"`.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(untagged)]
+pub enum Threshold {
+    Bytes(i64),
+    Word(String),
 }

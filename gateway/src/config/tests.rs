@@ -589,3 +589,23 @@ fn the_runtime_config_file_is_for_the_embedded_host_only() {
         "spin up --runtime-config-file",
     );
 }
+
+#[test]
+fn native_above_bytes_may_be_learned() {
+    let learn = validate_route(&base("[route.fallback]\nnative_above_bytes = \"learn\""));
+    assert!(learn.learn);
+    assert_eq!(learn.native_above_bytes, None);
+    let fixed = validate_route(&base("[route.fallback]\nnative_above_bytes = 4096"));
+    assert!(!fixed.learn);
+    assert_eq!(fixed.native_above_bytes, Some(4096));
+    let text = base("[route.fallback]\nnative_above_bytes = \"lean\"");
+    let line = text.lines().count();
+    refused(
+        &text,
+        line,
+        "route[1].fallback.native_above_bytes",
+        "neither a number of bytes nor \"learn\"",
+    );
+    let text = base("[route.fallback]\nnative_above_bytes = true");
+    assert!(parse(&text).is_err(), "a boolean is refused");
+}

@@ -3,8 +3,13 @@
 //! first. A Spin failure listed in the route's `fallback.on` is answered
 //! by native instead; any other failure passes up unchanged.
 //!
-//! The first choice is [`SizeRule`] (`native_above_bytes`); a choice that
-//! learns (say, from latencies) implements [`PathChoice::observe`] too.
+//! The first choice is [`SizeRule`] (`native_above_bytes`); the one that
+//! learns from latencies is [`LearnedRule`](super::learn::rule::LearnedRule)
+//! (`native_above_bytes = "learn"`), which implements
+//! [`PathChoice::observe`] too. Each decision is recorded on the request's
+//! span as `gateway.decision` (`size`, `learned`, `explore`,
+//! `circuit-open`, and `fallback` once native stood in for a failure),
+//! with the predicted times that decided it.
 //!
 //! The log hears of state changes, not of every request: one line when a
 //! route starts falling back, one when Spin answers again (with how many
@@ -22,6 +27,7 @@ use tower::Service;
 
 use crate::backend::{BackendError, BackendFuture, RouteRequest, SIZE_REASON};
 use crate::config::{FallbackTrigger, RouteConfig};
+use crate::telemetry::size_class::SizeClass;
 
 /// Which path a request takes first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,15 +38,32 @@ pub enum Choice {
     Native(&'static str),
 }
 
+/// A choice and what it was based on.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Decision {
+    /// The path.
+    pub choice: Choice,
+    /// Why (`gateway.decision`): `size`, `learned`, `explore`, ...
+    pub why: &'static str,
+    /// The predicted completion times that decided it, ms (Wasm, native).
+    pub predicted_ms: [Option<f64>; 2],
+    /// The request's size class.
+    pub class: SizeClass,
+    /// Requests in flight on the chosen path when it was sent.
+    pub pending: u32,
+}
+
 /// What became of a request on the path it was given.
 #[derive(Clone, Copy, Debug)]
 pub struct Outcome {
-    /// The path chosen.
-    pub choice: Choice,
+    /// The decision.
+    pub decision: Decision,
     /// The fallback trigger when Spin failed (native may have stood in).
     pub failure: Option<FallbackTrigger>,
-    /// From the choice to the answer's head.
-    pub took: Duration,
+    /// From the choice to the answer's head, fallback included; `None`
+    /// when the request says nothing of the path's cost (the client went
+    /// away, or broke its own request).
+    pub took: Option<Duration>,
 }
 
 /// Picks a request's path on an `auto` route, and may learn from what
@@ -49,7 +72,21 @@ pub trait PathChoice: Send + Sync + 'static {
     /// The path for `request`, before anything is sent.
     fn choose(&self, request: &RouteRequest) -> Choice;
 
+    /// The path for `request` and why; by default [`PathChoice::choose`]'s,
+    /// as the size rule's (`size`).
+    fn decide(&self, request: &RouteRequest) -> Decision {
+        let len = request.body.bytes().map_or(0, |b| b.len());
+        Decision {
+            choice: self.choose(request),
+            why: SIZE_REASON,
+            predicted_ms: [None, None],
+            class: SizeClass::of(len as u64),
+            pending: 0,
+        }
+    }
+
     /// What happened on the chosen path (default: nothing is learned).
+    /// Called once per decision, also when the request was abandoned.
     fn observe(&self, outcome: Outcome) {
         let _ = outcome;
     }
@@ -157,66 +194,113 @@ where
     }
 
     fn call(&mut self, mut request: RouteRequest) -> BackendFuture {
-        let started = Instant::now();
         let shared = self.shared.clone();
-        let choice = shared.choice.choose(&request);
-        if let Choice::Native(reason) = choice {
+        let decision = shared.choice.decide(&request);
+        record_decision(&decision);
+        // Reports the outcome to the choice however the call ends (also
+        // when the client goes away and this future is dropped).
+        let mut pending = Pending::new(shared.clone(), decision);
+        if let Choice::Native(reason) = decision.choice {
             request.fallback = Some(reason);
             let call = self.native.call(request);
-            return observed(shared, choice, started, None, call);
+            return Box::pin(async move {
+                let result = call.await;
+                pending.done(None, true);
+                result
+            });
         }
         let Some(mut kept) = request.try_clone() else {
             let route = shared.route.clone();
-            return Box::pin(async move { Ok(super::backends::misconfigured(&route)) });
+            return Box::pin(async move {
+                pending.done(None, false);
+                Ok(super::backends::misconfigured(&route))
+            });
         };
         let spin = self.spin.call(request);
         let mut native = self.native.clone();
         Box::pin(async move {
             let failure = match spin.await {
                 Ok(response) => {
-                    shared.observe(choice, started, None);
+                    pending.done(None, true);
                     shared.episode.spin_answered(&shared.route.name);
                     return Ok(response);
                 }
                 Err(failure) => failure,
             };
             let trigger = failure.trigger();
-            shared.observe(choice, started, trigger);
             match trigger.filter(|t| shared.route.fallback_on.contains(t)) {
                 Some(trigger) => {
                     let reason = trigger.as_str();
                     shared.episode.fell_back(&shared.route.name, reason);
+                    tracing::Span::current().record("gateway.decision", "fallback");
                     kept.fallback = Some(reason);
-                    native.call(kept).await
+                    let answer = native.call(kept).await;
+                    pending.done(Some(trigger), true);
+                    answer
                 }
-                None => Err(failure),
+                None => {
+                    // A client's fault says nothing of the path's cost.
+                    pending.done(trigger, trigger.is_some());
+                    Err(failure)
+                }
             }
         })
     }
 }
 
-/// `call`, with its outcome reported to the choice.
-fn observed(
-    shared: Arc<Shared>,
-    choice: Choice,
-    started: Instant,
-    failure: Option<FallbackTrigger>,
-    call: BackendFuture,
-) -> BackendFuture {
-    Box::pin(async move {
-        let result = call.await;
-        shared.observe(choice, started, failure);
-        result
-    })
+/// `gateway.decision` and the predictions behind it, on the request's span.
+fn record_decision(decision: &Decision) {
+    let span = tracing::Span::current();
+    if span.is_disabled() {
+        return;
+    }
+    span.record("gateway.decision", decision.why);
+    if let Some(ms) = decision.predicted_ms[0] {
+        span.record("gateway.predicted.wasm_ms", ms);
+    }
+    if let Some(ms) = decision.predicted_ms[1] {
+        span.record("gateway.predicted.native_ms", ms);
+    }
 }
 
-impl Shared {
-    fn observe(&self, choice: Choice, started: Instant, failure: Option<FallbackTrigger>) {
-        self.choice.observe(Outcome {
-            choice,
+/// A decision not yet reported to the choice.
+struct Pending {
+    shared: Arc<Shared>,
+    decision: Decision,
+    started: Instant,
+    reported: bool,
+}
+
+impl Pending {
+    fn new(shared: Arc<Shared>, decision: Decision) -> Self {
+        Pending {
+            shared,
+            decision,
+            started: Instant::now(),
+            reported: false,
+        }
+    }
+
+    /// The request is done; `timed` says whether its time is a sample.
+    fn done(&mut self, failure: Option<FallbackTrigger>, timed: bool) {
+        self.reported = true;
+        self.shared.choice.observe(Outcome {
+            decision: self.decision,
             failure,
-            took: started.elapsed(),
+            took: timed.then(|| self.started.elapsed()),
         });
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if !self.reported {
+            self.shared.choice.observe(Outcome {
+                decision: self.decision,
+                failure: None,
+                took: None,
+            });
+        }
     }
 }
 

@@ -8,10 +8,12 @@
 //!   methods); if that fails, answer with a problem that names the backend
 //!   (`503`/`504`, `Retry-After` where retrying later helps).
 //! * `native` – the native handler, always.
-//! * `auto` – a [`PathChoice`](choice::PathChoice) picks the path (today
-//!   the size rule: bodies over `native_above_bytes` go straight to
-//!   native); the rest try Spin, and any failure listed in `fallback.on` is
-//!   answered by the native handler instead.
+//! * `auto` – a [`PathChoice`](choice::PathChoice) picks the path (the
+//!   size rule: bodies over `native_above_bytes` go straight to native; or,
+//!   with `native_above_bytes = "learn"`, the path each size class has
+//!   measured faster, see [`learn`]); requests on Spin that fail with a
+//!   failure listed in `fallback.on` are answered by the native handler
+//!   instead.
 //!
 //! One file per layer, each a tower `Layer` + `Service`, stacked once per
 //! config snapshot by [`stack`]:
@@ -32,6 +34,7 @@ pub mod backends;
 pub mod choice;
 pub mod circuit;
 pub mod client_fault;
+pub mod learn;
 pub mod limit;
 pub mod retry;
 pub mod stack;
@@ -61,6 +64,9 @@ pub struct RoutePolicy {
     pub limit: Arc<Semaphore>,
     /// The route's retry budget.
     pub budget: Arc<TpsBudget>,
+    /// The learned estimates (`native_above_bytes = "learn"` on a route
+    /// with both paths).
+    pub learned: Option<Arc<learn::Learned>>,
 }
 
 impl RoutePolicy {
@@ -81,6 +87,14 @@ impl RoutePolicy {
                 10,
                 route.retry.budget_ratio,
             )),
+            learned: (route.learn && route.spin_path.is_some() && route.native.is_some()).then(
+                || {
+                    Arc::new(learn::Learned::new(
+                        learn::Tuning::default(),
+                        Box::new(learn::SystemClock::default()),
+                    ))
+                },
+            ),
         }
     }
 }

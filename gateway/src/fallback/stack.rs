@@ -23,9 +23,10 @@ use tower::{Layer, Service, ServiceBuilder};
 use super::RoutePolicy;
 use super::answer::{Answer, AnswerFuture, AnswerLayer};
 use super::backends::{Misconfigured, NativeService, SpinService};
-use super::choice::{Choice, Fallback, PathChoice, SizeRule};
+use super::choice::{Choice, Decision, Fallback, PathChoice, SizeRule};
 use super::circuit::{Circuit, CircuitLayer};
 use super::client_fault::{ClientFault, ClientFaultLayer};
+use super::learn::rule::LearnedRule;
 use super::limit::{Limit, LimitLayer};
 use super::retry::RetryPolicy;
 use super::timeout::{Timeout, TimeoutLayer};
@@ -38,6 +39,7 @@ use crate::shadow::layer::{Sample, SampleLayer};
 use crate::spin::SpinBackend;
 use crate::telemetry::attempt::{AttemptSpan, AttemptSpanLayer};
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::size_class::SizeClass;
 
 /// A route's stack, ready to serve: a concrete type rather than a boxed
 /// service, so serving a request clones a few `Arc`s and allocates
@@ -108,6 +110,7 @@ pub fn build(parts: &StackParts<'_>) -> RouteStack {
         route: route.clone(),
         spin: parts.spin.clone(),
         native: parts.native.clone(),
+        learned: parts.policy.learned.clone(),
     };
     ServiceBuilder::new()
         .layer(AdmitLayer::new(
@@ -135,12 +138,17 @@ fn backend(parts: &StackParts<'_>) -> RouteBackend {
         BackendKind::Spin if has_spin => RouteBackend::Spin(answer.layer(spin_policy(parts))),
         BackendKind::Spin => RouteBackend::Misconfigured(Misconfigured::new(route.clone())),
         BackendKind::Auto => {
-            let choice: Box<dyn PathChoice> = if has_spin {
-                Box::new(SizeRule {
+            let choice: Box<dyn PathChoice> = match &parts.policy.learned {
+                _ if !has_spin => Box::new(NoSpin),
+                Some(learned) => Box::new(LearnedRule::new(
+                    learned.clone(),
+                    parts.policy.circuit.clone(),
+                    &route.name,
+                    parts.metrics.clone(),
+                )),
+                None => Box::new(SizeRule {
                     native_above_bytes: route.native_above_bytes,
-                })
-            } else {
-                Box::new(NoSpin)
+                }),
             };
             let auto = Fallback::new(route.clone(), choice, spin_policy(parts), native);
             RouteBackend::Auto(answer.layer(auto))
@@ -179,5 +187,16 @@ struct NoSpin;
 impl PathChoice for NoSpin {
     fn choose(&self, _: &RouteRequest) -> Choice {
         Choice::Native(SPIN_DISABLED_REASON)
+    }
+
+    fn decide(&self, request: &RouteRequest) -> Decision {
+        let len = request.body.bytes().map_or(0, |b| b.len());
+        Decision {
+            choice: self.choose(request),
+            why: SPIN_DISABLED_REASON,
+            predicted_ms: [None, None],
+            class: SizeClass::of(len as u64),
+            pending: 0,
+        }
     }
 }

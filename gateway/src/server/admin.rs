@@ -197,7 +197,11 @@ async fn show_config(State(gateway): State<Arc<Gateway>>) -> Response {
                 },
                 "fallback": {
                     "on": r.fallback_on.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
-                    "native_above_bytes": r.native_above_bytes,
+                    "native_above_bytes": if r.learn {
+                        serde_json::json!(crate::config::LEARN)
+                    } else {
+                        serde_json::json!(r.native_above_bytes)
+                    },
                 },
                 "shadow": { "sample": r.shadow_sample },
             })
@@ -263,7 +267,41 @@ async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response {
 
 /// Per-route, per-backend numbers for the dashboard.
 async fn stats(State(gateway): State<Arc<Gateway>>) -> Response {
-    axum::Json(gateway.stats.snapshot()).into_response()
+    let snapshot = gateway.stats.snapshot();
+    let runtime = gateway.current();
+    let mut value = match serde_json::to_value(&snapshot) {
+        Ok(value) => value,
+        Err(e) => {
+            return ProblemResponse(Problem::new(
+                500,
+                "Internal Server Error",
+                format!("the statistics could not be written: {e}"),
+            ))
+            .into_response();
+        }
+    };
+    // Each learned route's estimates, beside its measured figures.
+    if let Some(routes) = value.get_mut("routes").and_then(|r| r.as_array_mut()) {
+        for route in routes {
+            let name = route
+                .get("route")
+                .and_then(|n| n.as_str())
+                .unwrap_or_default();
+            let learned = runtime
+                .routes
+                .iter()
+                .find(|r| r.config.name == name)
+                .and_then(|r| r.policy.learned.as_ref())
+                .map(|l| l.snapshot());
+            if let (Some(learned), Some(fields)) = (learned, route.as_object_mut()) {
+                fields.insert(
+                    "learned".into(),
+                    serde_json::to_value(learned).unwrap_or_default(),
+                );
+            }
+        }
+    }
+    axum::Json(value).into_response()
 }
 
 /// A 400 problem for a bad query string.

@@ -142,6 +142,52 @@ function classTable(route) {
     the class has shadow pairs, else the two p50s.</div>`;
 }
 
+// ---- learned routing: each path's estimate per class ----
+
+/// Why a learned route has no crossover, in words.
+function learnedWhyNone(classes) {
+  const chosen = [...new Set(classes.map(c => c.choice).filter(Boolean))];
+  if (!chosen.length) return "still warming up";
+  if (chosen.length === 1) return `${chosen[0] === "native" ? "native" : "Wasm"} serves every class with traffic`;
+  return "the choice changes path more than once across the classes";
+}
+
+/// A learned route's estimates (`learned` in /admin/stats): per class, the
+/// path it picked, each path's Peak-EWMA estimate, predicted time and
+/// share of the requests, and where the choice changes path.
+function learnedTable(route) {
+  const l = route.learned;
+  if (!l) return "";
+  const classes = l.classes || [];
+  if (!classes.length) return `<h3>Learned routing</h3><p class="empty">No requests learned from yet.</p>`;
+  const side = (c, p) => {
+    const s = c[p];
+    return `<td class="${p}-estimate" data-value="${num(s.estimate_ms) ? s.estimate_ms : ""}">${fmt(s.estimate_ms, 3)}</td>
+      <td class="${p}-predicted" data-value="${num(s.predicted_ms) ? s.predicted_ms : ""}">${fmt(s.predicted_ms, 3)}</td>
+      <td class="${p}-share" data-value="${s.share}">${fmt(100 * s.share, 1)}% <span class="note">of ${c.wasm.requests + c.native.requests}</span></td>
+      <td class="${p}-evidence" data-value="${s.evidence}">${s.evidence >= l.tuning.min_samples / 2 ? fmt(s.evidence, 1) : `<span class="missing">stale (${fmt(s.evidence, 1)})</span>`}</td>`;
+  };
+  const rows = classes.map(c => {
+    const choice = c.choice
+      ? `<td class="choice ${c.choice === "native" ? "faster-native" : "faster-wasm"}" data-choice="${c.choice}">${c.choice === "native" ? "native" : "Wasm"}</td>`
+      : `<td class="choice missing" data-choice="">warming up</td>`;
+    return `<tr data-learned-class="${c.size_class}"><td>${esc(c.label)}</td>${choice}${side(c, "wasm")}${side(c, "native")}
+      <td class="explored" data-value="${c.explored}">${c.explored}</td><td class="switches" data-value="${c.switches}">${c.switches}</td></tr>`;
+  }).join("");
+  const x = l.crossover;
+  const cross = x
+    ? `<div class="suggest learned" data-bytes="${x.bytes}" data-native="${x.native}">Learned crossover: native serves bodies ${x.native === "above" ? "larger" : "up to"} ${bytes(x.bytes)}${x.native === "above" ? "" : ", Wasm the larger ones"} (between the ${esc(x.between[0])} and ${esc(x.between[1])} classes).</div>`
+    : `<div class="suggest learned" data-bytes="">Learned crossover: none (${learnedWhyNone(classes)}).</div>`;
+  return `<h3>Learned routing: where each request goes, and why</h3>
+    <table class="learned"><thead>
+    <tr><th rowspan="2">body size</th><th rowspan="2">path now</th><th colspan="4" class="wasm">Wasm</th><th colspan="4" class="native">native</th><th rowspan="2">explored</th><th rowspan="2">switches</th></tr>
+    <tr><th>estimate ms</th><th>predicted ms</th><th>share</th><th>evidence</th><th>estimate ms</th><th>predicted ms</th><th>share</th><th>evidence</th></tr>
+    </thead><tbody>${rows}</tbody></table>${cross}
+    <div class="note">Estimate: Peak-EWMA of the path's latency in the class (live answers and shadow runs); it takes a slow answer at once and
+    forgets it over seconds, so it sits nearer the p99 than the p50 above. Predicted: the estimate scaled by the requests in flight on the path now. A class moves only when the other path is predicted ${fmt(100 * l.tuning.hysteresis, 0)}% faster and
+    ${l.tuning.confirm} answers in a row were slower than that, at least ${l.tuning.min_samples} answers after its last move; evidence below ${l.tuning.min_samples / 2} samples is stale and gets at most ${fmt(100 * l.tuning.explore_share, 0)}% of the class's requests to re-measure it.</div>`;
+}
+
 // ---- the crossover: latency against body size ----
 
 /// The smallest size where native is faster in the live data: the
@@ -217,7 +263,14 @@ function crossoverChart(route, configRoute, bench) {
 function crossoverMarks(route, configRoute, bench, x, top, bottom) {
   let svg = "", text = "";
   const configured = configRoute && configRoute.fallback ? configRoute.fallback.native_above_bytes : null;
-  if (num(configured)) {
+  const learned = route.learned && route.learned.crossover;
+  if (configured === "learn") {
+    if (learned) {
+      const xx = x(Math.max(learned.bytes, 64));
+      svg += `<line class="learned" x1="${xx}" x2="${xx}" y1="${top}" y2="${bottom}" stroke="#d0312d" stroke-width="1.5"/><text x="${xx + 4}" y="${top + 10}" fill="#d0312d">learned: native ${learned.native === "above" ? "above" : "below"}</text>`;
+    }
+    text += `<div class="suggest configured" data-bytes="learn">Configured: <code>native_above_bytes = "learn"</code>; each request goes to the path predicted faster for its size (table above).</div>`;
+  } else if (num(configured)) {
     const xx = x(Math.max(configured, 64));
     svg += `<line class="configured" x1="${xx}" x2="${xx}" y1="${top}" y2="${bottom}" stroke="#d0312d" stroke-width="1.5"/><text x="${xx + 4}" y="${top + 10}" fill="#d0312d">native_above_bytes</text>`;
     text += `<div class="suggest configured" data-bytes="${configured}">Configured: <code>native_above_bytes = ${configured}</code> (${bytes(configured)}); bigger bodies go straight to native.</div>`;
@@ -354,7 +407,7 @@ function renderRoutes() {
       : "";
     section.innerHTML = `<h2>${esc(route.route)}</h2>${totalsTable(route, snapshot.uptime_s)}${metaLine(route)}
       <h3>Wasm vs native by request size (since start)</h3>${classTable(route)}
-      ${crossover}<h3>Last 15 minutes</h3>${seriesCharts(route.route)}`;
+      ${learnedTable(route)}${crossover}<h3>Last 15 minutes</h3>${seriesCharts(route.route)}`;
     root.appendChild(section);
   }
 }

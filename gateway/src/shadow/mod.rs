@@ -34,6 +34,7 @@ use tracing::Instrument;
 
 use crate::backend::{Backend, RequestBody, clone_parts};
 use crate::config::RouteConfig;
+use crate::fallback::learn::{Learned, Path};
 use crate::native::Native;
 use crate::spin::SpinBackend;
 use crate::telemetry::metrics::Metrics;
@@ -56,6 +57,9 @@ pub struct Target {
     pub spin: SpinBackend,
     /// The native handlers.
     pub native: Native,
+    /// The route's learned estimates, which the shadow runs keep measuring
+    /// (`native_above_bytes = "learn"`).
+    pub learned: Option<Arc<Learned>>,
 }
 
 /// One sampled request and the answer the client got.
@@ -248,6 +252,19 @@ async fn run(job: Job, metrics: &Metrics, stats: &Stats) {
         metrics.shadow_ratio(&route.name, class, ratio);
     }
     stats.pair(&route.name, class, ratio, matched);
+    // The learned choice hears how long the path not chosen took, when it
+    // answered as the chosen one did (a quick error is no measure of it).
+    let same_status = answer
+        .as_ref()
+        .is_some_and(|(status, _)| *status == job.primary_status);
+    if let (Some(learned), true) = (&job.target.learned, same_status) {
+        let path = if shadow_backend == Backend::Native {
+            Path::Native
+        } else {
+            Path::Wasm
+        };
+        learned.shadow(class, path, took);
+    }
     if !matched {
         let (status, body) = answer.unwrap_or((0, Bytes::new()));
         tracing::warn!(

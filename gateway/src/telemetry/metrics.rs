@@ -55,6 +55,8 @@ pub struct Metrics {
     circuit_transitions: Counter<u64>,
     shadow_comparisons: Counter<u64>,
     circuit_state: Gauge<i64>,
+    learned_estimate: Gauge<f64>,
+    learned_decisions: Counter<u64>,
     in_flight: Arc<InFlightCounts>,
     _in_flight_gauge: opentelemetry::metrics::ObservableUpDownCounter<i64>,
 }
@@ -174,6 +176,21 @@ impl Metrics {
                 .i64_gauge("gateway.circuit.state")
                 .with_description("Circuit breaker state: 0 closed, 1 open, 2 half-open")
                 .build(),
+            learned_estimate: meter
+                .f64_gauge("gateway.learned.estimate")
+                .with_unit("s")
+                .with_description(
+                    "Learned routing: each path's Peak-EWMA latency estimate, by route, \
+                     request size class and path (wasm, native)",
+                )
+                .build(),
+            learned_decisions: meter
+                .u64_counter("gateway.learned.decisions")
+                .with_description(
+                    "Learned routing: requests by route, size class, path given and why \
+                     (learned, explore, circuit-open)",
+                )
+                .build(),
             _in_flight_gauge: {
                 let counts = in_flight.clone();
                 meter
@@ -288,6 +305,45 @@ impl Metrics {
             ],
         );
         self.circuit_state(route, to);
+    }
+
+    /// A learned route sent a request of `size_class` to `path` because
+    /// of `why`.
+    pub fn learned_decision(
+        &self,
+        route: &str,
+        size_class: SizeClass,
+        path: &'static str,
+        why: &'static str,
+    ) {
+        self.learned_decisions.add(
+            1,
+            &[
+                KeyValue::new("route", self.names.get(route)),
+                KeyValue::new("size_class", size_class.as_str()),
+                KeyValue::new("path", path),
+                KeyValue::new("decision", why),
+            ],
+        );
+    }
+
+    /// A learned route's latency estimate for `path` in `size_class`,
+    /// seconds.
+    pub fn learned_estimate(
+        &self,
+        route: &str,
+        size_class: SizeClass,
+        path: &'static str,
+        seconds: f64,
+    ) {
+        self.learned_estimate.record(
+            seconds,
+            &[
+                KeyValue::new("route", self.names.get(route)),
+                KeyValue::new("size_class", size_class.as_str()),
+                KeyValue::new("path", path),
+            ],
+        );
     }
 
     /// A shadow comparison outcome: `match`, `mismatch`, `dropped` or

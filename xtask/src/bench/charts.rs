@@ -36,6 +36,10 @@ pub fn write_all(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
         ("gateway_overhead.svg", gateway_overhead),
         ("rss.svg", rss),
     ];
+    let optional: [(&str, Chart, bool); 1] = [("mixed.svg", mixed_routing, report.mixed.is_some())];
+    let charts = charts
+        .into_iter()
+        .chain(optional.into_iter().filter(|c| c.2).map(|(n, c, _)| (n, c)));
     let mut written = Vec::new();
     for (name, draw) in charts {
         let mut svg = String::new();
@@ -256,6 +260,49 @@ fn gateway_overhead(r: &Report, area: &Area<'_>) -> Result<()> {
     // right edge, where a lower-right legend covered their 64-connection
     // points; hello at 1 connection sits well below the top.
     legend(&mut chart, SeriesLabelPosition::UpperLeft)
+}
+
+/// Scenario 7: each configuration's two runs, throughput against p99
+/// (up and to the left is better).
+fn mixed_routing(r: &Report, area: &Area<'_>) -> Result<()> {
+    let Some(m) = &r.mixed else { return Ok(()) };
+    let runs = || m.configs.iter().flat_map(|c| c.runs.iter());
+    let x1 = runs().map(|s| s.p99_ms).fold(1.0f64, f64::max) * 1.15;
+    let y1 = runs().map(|s| s.rps).fold(1.0f64, f64::max) * 1.25;
+    let mut chart = ChartBuilder::on(area)
+        .caption(
+            format!(
+                "Mixed validate, {} connections: two runs each",
+                m.connections
+            ),
+            (FONT, 22),
+        )
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(64)
+        .build_cartesian_2d(0f64..x1, 0f64..y1)
+        .map_err(plot_error)?;
+    chart
+        .configure_mesh()
+        .light_line_style(LIGHT)
+        .x_desc("p99 latency (ms)")
+        .y_desc("requests/s")
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .draw()
+        .map_err(plot_error)?;
+    for (i, c) in m.configs.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let points: Vec<(f64, f64)> = c.runs.iter().map(|s| (s.p99_ms, s.rps)).collect();
+        line_with_points(
+            &mut chart,
+            points,
+            color,
+            color.stroke_width(1),
+            Some(&c.name),
+        )?;
+    }
+    legend(&mut chart, SeriesLabelPosition::UpperRight)
 }
 
 /// VmRSS against requests served.

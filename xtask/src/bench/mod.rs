@@ -23,6 +23,7 @@
 
 mod charts;
 pub mod check;
+mod mixed;
 mod report;
 mod scenarios;
 mod server;
@@ -113,7 +114,10 @@ pub fn bench(root: &Path, options: &Options) -> Result<PathBuf> {
     let trace_recorder = timed("scenario 6 (trace recorder)", || {
         trace_cost::trace_cost(&env)
     })?;
-    let targets = report::targets(
+    let mixed = timed("scenario 7 (learned routing)", || {
+        mixed::mixed(&env, validate.suggested_native_above_bytes)
+    })?;
+    let mut targets = report::targets(
         &validate,
         &hello,
         &gateway_overhead,
@@ -121,6 +125,7 @@ pub fn bench(root: &Path, options: &Options) -> Result<PathBuf> {
         &rss,
         &trace_recorder,
     )?;
+    targets.extend(mixed::targets(&mixed));
 
     let report = Report {
         schema_version: report::SCHEMA_VERSION,
@@ -147,6 +152,7 @@ pub fn bench(root: &Path, options: &Options) -> Result<PathBuf> {
         rss,
         trace_recorder,
         targets,
+        mixed: Some(mixed),
     };
 
     let json_path = out.join("report.json");

@@ -33,6 +33,9 @@ pub struct Report {
     pub rss: Rss,
     pub trace_recorder: TraceCost,
     pub targets: Vec<Target>,
+    /// Scenario 7, learned routing (absent from reports made before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mixed: Option<super::mixed::Mixed>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -779,6 +782,13 @@ pub fn markdown(r: &Report) -> String {
             setting.cpu_vs_off,
             setting.rps_vs_off,
             thousands(setting.traces_recorded as f64)
+        );
+    }
+    if let Some(mixed) = &r.mixed {
+        let _ = writeln!(
+            md,
+            "\n{}\n![learned routing](mixed.svg)",
+            super::mixed::markdown(mixed)
         );
     }
     md

@@ -15,6 +15,10 @@
 //! * `/no-content` — 204, `/not-modified` — 304, both without a body;
 //! * `/sized` — 200 `sized`, with the `content-length: 5` the component
 //!   declares itself.
+//! * `/burn` — burns CPU in proportion to the request body: `x-burn-rounds`
+//!   (default 1, at most 1,000,000) rounds of arithmetic per body byte,
+//!   then 200 with how many bytes it read (a Wasm cost that grows with
+//!   body size, for the learned routing's tests).
 //!
 //! Not in `spin.toml`: it is never deployed.
 
@@ -50,6 +54,19 @@ fn handle(req: IncomingRequest) -> Response {
         "empty" => Response::builder().status(200).body(Vec::new()).build(),
         "no-content" => Response::builder().status(204).body(Vec::new()).build(),
         "not-modified" => Response::builder().status(304).body(Vec::new()).build(),
+        "burn" => {
+            let rounds = http_util::header(&req, "x-burn-rounds")
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(1)
+                .min(1_000_000);
+            match http_util::read_body(req, 64 << 20) {
+                Ok(body) => text(
+                    200,
+                    &format!("burned {} bytes, {:x}", body.len(), burn(&body, rounds)),
+                ),
+                Err(_) => text(400, "the body could not be read"),
+            }
+        }
         "sized" => Response::builder()
             .status(200)
             .header("content-type", "text/plain")
@@ -71,6 +88,18 @@ fn text(status: u16, body: &str) -> Response {
         .header("content-type", "text/plain")
         .body(body.to_owned())
         .build()
+}
+
+/// `rounds` rounds of mixing per byte of `body`; the result is returned so
+/// the work cannot be optimised away.
+fn burn(body: &[u8], rounds: u64) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &byte in body {
+        for _ in 0..rounds {
+            h = black_box((h ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3));
+        }
+    }
+    h
 }
 
 fn spin() -> ! {

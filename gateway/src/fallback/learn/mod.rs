@@ -1,0 +1,549 @@
+//! Learned routing: an `auto` route with `fallback.native_above_bytes =
+//! "learn"` sends each request to the path, Wasm or native, that is
+//! predicted to answer it first, from what each path costs *now*.
+//!
+//! Per route and per request-size class ([`SizeClass`]) each path has a
+//! Peak-EWMA latency estimate ([`estimate`]), fed by live answers and by
+//! the paired shadow samples (which measure the path not chosen). A
+//! request goes to the path with the lower predicted completion time (the
+//! estimate, scaled by the work in flight on that path now against the
+//! work its samples met), with the guards a router between two runtimes
+//! needs:
+//!
+//! * **warm-up**: until both paths of a class have [`Tuning::min_samples`]
+//!   samples, requests alternate between them (`explore`);
+//! * **staleness**: the evidence behind an estimate fades with time; below
+//!   half the minimum samples the estimate is stale;
+//! * **hysteresis**: a class switches only when the other path is
+//!   predicted faster by more than [`Tuning::hysteresis`], when the last
+//!   [`Tuning::confirm`] answers on the current path were each slower than
+//!   that prediction (one slow answer is a peak, not a trend), and only
+//!   after the current path has answered `min_samples` requests since the
+//!   last switch, so it cannot flap on every sample;
+//! * **bounded exploration**: when the path not chosen has gone stale
+//!   (no shadow pair refreshed it: shadow off, or the gateway busy), at
+//!   most [`Tuning::explore_share`] of the class's requests go to it until
+//!   it has fresh evidence again;
+//! * **failures still win**: a path whose breaker is open is never chosen
+//!   (`circuit-open`), and every fallback trigger applies as before; a
+//!   Spin attempt that failed counts as a slow sample (twice the time the
+//!   request took, its fallback included).
+//!
+//! What it can get wrong, and the README says so: a path looks fast when
+//! it is idle (exploration and shadow samples meet an idle path), so under
+//! load a class may move to the idle path and back as the two estimates
+//! catch up; the dwell time and hysteresis bound how often.
+//!
+//! Time is read from an injected [`Clock`], so the tests are
+//! deterministic.
+
+pub mod estimate;
+pub mod rule;
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::telemetry::size_class::SizeClass;
+use estimate::{Decay, Estimate};
+
+/// A source of time: seconds since some fixed origin.
+pub trait Clock: Send + Sync + 'static {
+    /// Time since the clock's origin.
+    fn now(&self) -> Duration;
+}
+
+/// The monotonic clock, from the moment it was made.
+pub struct SystemClock(Instant);
+
+impl Default for SystemClock {
+    fn default() -> Self {
+        SystemClock(Instant::now())
+    }
+}
+
+impl Clock for SystemClock {
+    fn now(&self) -> Duration {
+        self.0.elapsed()
+    }
+}
+
+/// The two paths of an `auto` route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Path {
+    /// The Spin component (embedded host or external Spin).
+    Wasm,
+    /// The native handler.
+    Native,
+}
+
+impl Path {
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    fn other(self) -> Path {
+        match self {
+            Path::Wasm => Path::Native,
+            Path::Native => Path::Wasm,
+        }
+    }
+
+    /// `wasm` or `native` (metric label, span value).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Path::Wasm => "wasm",
+            Path::Native => "native",
+        }
+    }
+}
+
+/// Why a request went where it went (`gateway.decision`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Why {
+    /// The path with the lower predicted completion time.
+    Learned,
+    /// Warm-up, or the bounded share sent to refresh a stale estimate.
+    Explore,
+    /// Spin's breaker is open: native, whatever the estimates say.
+    CircuitOpen,
+}
+
+impl Why {
+    /// The `gateway.decision` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Why::Learned => "learned",
+            Why::Explore => "explore",
+            Why::CircuitOpen => "circuit-open",
+        }
+    }
+}
+
+/// The knobs of the learned choice (the defaults are what
+/// `native_above_bytes = "learn"` uses).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Tuning {
+    /// Samples each path needs in a class before the class picks a path
+    /// (warm-up); also the answers a class's path must give before it may
+    /// switch. An estimate whose faded evidence is below half of this is
+    /// stale.
+    pub min_samples: f64,
+    /// How much faster (as a fraction) the other path must be predicted
+    /// before a class switches to it.
+    pub hysteresis: f64,
+    /// The largest share of a class's requests sent to a stale path.
+    pub explore_share: f64,
+    /// Answers in a row on the current path, each slower than the other
+    /// path's prediction, before a class switches: one slow answer (a
+    /// peak the estimate takes at once) is not enough.
+    pub confirm: u32,
+    /// The estimates' time constants.
+    pub decay: Decay,
+}
+
+impl Tuning {
+    /// Evidence below which an estimate is stale: half the minimum
+    /// samples.
+    pub fn stale_below(&self) -> f64 {
+        self.min_samples / 2.0
+    }
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            min_samples: 8.0,
+            hysteresis: 0.25,
+            explore_share: 0.05,
+            confirm: 4,
+            decay: Decay {
+                estimate: Duration::from_secs(2),
+                evidence: Duration::from_secs(10),
+                // Evidence of 8 samples is stale (below 4) after 10 s × ln 2
+                // ≈ 7 s without a sample; of 32 (the cap), after ≈ 21 s.
+                max_weight: 32.0,
+            },
+        }
+    }
+}
+
+/// One size class of one route.
+#[derive(Clone, Copy, Debug, Default)]
+struct Class {
+    estimates: [Estimate; 2],
+    /// The class's learned path, once both paths were measured.
+    current: Option<Path>,
+    /// Live answers on the current path since it was chosen.
+    since_switch: u64,
+    /// Live answers in a row on the current path that each took longer
+    /// than the other path's prediction (with the hysteresis margin).
+    slower_streak: u32,
+    /// Requests sent to each path.
+    requests: [u64; 2],
+    /// Requests sent to refresh a stale path (after warm-up).
+    explored: u64,
+    /// Exploration credit: each request adds `explore_share`, an
+    /// exploring request spends 1, capped at 1 so none accumulates.
+    credit: f64,
+    /// Requests sent during warm-up.
+    warmup: u64,
+    /// Times the class changed path.
+    switches: u64,
+}
+
+/// One decision, with what it was based on.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Verdict {
+    /// Where the request goes.
+    pub path: Path,
+    /// Why.
+    pub why: Why,
+    /// The predicted completion times, seconds (`None`: not measured).
+    pub predicted: [Option<f64>; 2],
+    /// Requests in flight on the chosen path when it was sent (this one
+    /// not counted).
+    pub pending: u32,
+}
+
+impl Verdict {
+    /// The predicted completion time on `path`, milliseconds.
+    pub fn predicted_ms(&self, path: Path) -> Option<f64> {
+        self.predicted[path.index()].map(|s| s * 1000.0)
+    }
+}
+
+/// A route's learned choice: the estimates of both paths in every size
+/// class. Kept in the route's policy, so it survives a reload that leaves
+/// the route unchanged.
+pub struct Learned {
+    clock: Box<dyn Clock>,
+    tuning: Tuning,
+    classes: Mutex<[Class; SizeClass::ALL.len()]>,
+    pending: [AtomicU32; 2],
+}
+
+impl Learned {
+    /// Fresh estimates with `tuning`, timed by `clock`.
+    pub fn new(tuning: Tuning, clock: Box<dyn Clock>) -> Self {
+        Learned {
+            clock,
+            tuning,
+            classes: Mutex::new([Class::default(); SizeClass::ALL.len()]),
+            pending: [AtomicU32::new(0), AtomicU32::new(0)],
+        }
+    }
+
+    fn classes(&self) -> std::sync::MutexGuard<'_, [Class; SizeClass::ALL.len()]> {
+        // The state is plain numbers: a panic elsewhere cannot leave it
+        // unusable, so a poisoned lock is taken over.
+        self.classes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn pending(&self, path: Path) -> u32 {
+        self.pending[path.index()].load(Ordering::Acquire)
+    }
+
+    /// Picks the path for a request of `class`; `circuit_open` says Spin's
+    /// breaker refuses calls. The request counts as in flight on that path
+    /// until [`Learned::answered`] hears of it.
+    pub fn decide(&self, class: SizeClass, circuit_open: bool) -> Verdict {
+        let now = self.clock.now();
+        let t = &self.tuning;
+        let pending = [self.pending(Path::Wasm), self.pending(Path::Native)];
+        let mut classes = self.classes();
+        let c = &mut classes[class.index()];
+        let predicted = [
+            c.estimates[0].predict(pending[0]),
+            c.estimates[1].predict(pending[1]),
+        ];
+        let weight = [
+            c.estimates[0].weight(now, &t.decay),
+            c.estimates[1].weight(now, &t.decay),
+        ];
+        let fresh = |p: Path| weight[p.index()] >= t.stale_below();
+        let measured = c
+            .estimates
+            .iter()
+            .all(|e| e.samples() as f64 >= t.min_samples);
+        let (path, why) = if circuit_open {
+            (Path::Native, Why::CircuitOpen)
+        } else if c.current.is_none() && !measured {
+            // Warm-up: the path given fewer requests (Wasm on a tie), so
+            // concurrent requests split before any has answered.
+            c.warmup += 1;
+            let path = if c.requests[1] < c.requests[0] {
+                Path::Native
+            } else {
+                Path::Wasm
+            };
+            (path, Why::Explore)
+        } else {
+            let current = self.settle(c, predicted, now);
+            let other = current.other();
+            c.credit = (c.credit + t.explore_share).min(1.0);
+            if !fresh(other) && c.credit >= 1.0 {
+                c.credit -= 1.0;
+                c.explored += 1;
+                (other, Why::Explore)
+            } else {
+                (current, Why::Learned)
+            }
+        };
+        c.requests[path.index()] += 1;
+        self.pending[path.index()].fetch_add(1, Ordering::AcqRel);
+        Verdict {
+            path,
+            why,
+            predicted,
+            pending: pending[path.index()],
+        }
+    }
+
+    /// The class's path after this decision: the first choice once both
+    /// paths are measured, then a switch only past the hysteresis and the
+    /// dwell.
+    fn settle(&self, c: &mut Class, predicted: [Option<f64>; 2], now: Duration) -> Path {
+        let t = &self.tuning;
+        let faster = match predicted {
+            [Some(w), Some(n)] if n < w => Path::Native,
+            [Some(_), Some(_)] | [Some(_), None] => Path::Wasm,
+            [None, _] => Path::Native,
+        };
+        let Some(current) = c.current else {
+            c.current = Some(faster);
+            c.since_switch = 0;
+            return faster;
+        };
+        let other = current.other();
+        let stale = |p: Path| c.estimates[p.index()].weight(now, &t.decay) < t.stale_below();
+        let beats = match (predicted[other.index()], predicted[current.index()]) {
+            (Some(o), Some(cur)) => o * (1.0 + t.hysteresis) < cur,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        let dwelt = c.since_switch as f64 >= t.min_samples;
+        let confirmed = c.slower_streak >= t.confirm;
+        // A stale current path with a proven other one switches at once:
+        // its estimate is no longer evidence.
+        if (beats && dwelt && confirmed && !stale(other)) || (stale(current) && !stale(other)) {
+            c.current = Some(other);
+            c.since_switch = 0;
+            c.slower_streak = 0;
+            c.switches += 1;
+            return other;
+        }
+        current
+    }
+
+    /// A request sent by [`Learned::decide`] to `path` is done: `took` is
+    /// the sample it gives (`None`: no sample, e.g. the client went away),
+    /// taken with `pending` other requests in flight when it was sent.
+    pub fn answered(&self, class: SizeClass, path: Path, pending: u32, took: Option<Duration>) {
+        let counter = &self.pending[path.index()];
+        let _ = counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        if let Some(took) = took {
+            self.sample(class, path, pending, took, true);
+        }
+    }
+
+    /// `path`'s latency estimate in `class`, seconds.
+    pub fn latency(&self, class: SizeClass, path: Path) -> Option<f64> {
+        self.classes()[class.index()].estimates[path.index()].latency()
+    }
+
+    /// A shadow run measured `path` on a request of `class` (the path not
+    /// chosen for it).
+    pub fn shadow(&self, class: SizeClass, path: Path, took: Duration) {
+        self.sample(class, path, self.pending(path), took, false);
+    }
+
+    fn sample(&self, class: SizeClass, path: Path, pending: u32, took: Duration, live: bool) {
+        let now = self.clock.now();
+        let other_pending = self.pending(path.other());
+        let t = &self.tuning;
+        let mut classes = self.classes();
+        let c = &mut classes[class.index()];
+        c.estimates[path.index()].observe(now, took, pending, &t.decay);
+        if live && c.current == Some(path) {
+            c.since_switch += 1;
+            let other = c.estimates[path.other().index()].predict(other_pending);
+            let slower = other.is_some_and(|o| took.as_secs_f64() > o * (1.0 + t.hysteresis));
+            c.slower_streak = if slower { c.slower_streak + 1 } else { 0 };
+        }
+    }
+
+    /// The estimates of every class that saw traffic, and the crossover
+    /// they imply.
+    pub fn snapshot(&self) -> LearnedSnapshot {
+        let now = self.clock.now();
+        let t = &self.tuning;
+        let pending = [self.pending(Path::Wasm), self.pending(Path::Native)];
+        let classes = self.classes();
+        let rows: Vec<ClassRow> = SizeClass::ALL
+            .into_iter()
+            .filter_map(|class| {
+                let c = &classes[class.index()];
+                let total = c.requests[0] + c.requests[1];
+                let any = c.estimates.iter().any(|e| e.samples() > 0);
+                (total > 0 || any).then(|| {
+                    let path = |p: Path| {
+                        let e = &c.estimates[p.index()];
+                        PathRow {
+                            estimate_ms: e.latency().map(|s| s * 1000.0),
+                            predicted_ms: e.predict(pending[p.index()]).map(|s| s * 1000.0),
+                            evidence: e.weight(now, &t.decay),
+                            samples: e.samples(),
+                            requests: c.requests[p.index()],
+                            share: if total == 0 {
+                                0.0
+                            } else {
+                                c.requests[p.index()] as f64 / total as f64
+                            },
+                        }
+                    };
+                    ClassRow {
+                        size_class: class.as_str(),
+                        label: class.label(),
+                        choice: c.current,
+                        wasm: path(Path::Wasm),
+                        native: path(Path::Native),
+                        explored: c.explored,
+                        warmup: c.warmup,
+                        switches: c.switches,
+                    }
+                })
+            })
+            .collect();
+        let crossover = crossover(
+            SizeClass::ALL
+                .into_iter()
+                .filter_map(|class| classes[class.index()].current.map(|p| (class, p))),
+        );
+        LearnedSnapshot {
+            classes: rows,
+            crossover,
+            tuning: TuningRow {
+                min_samples: t.min_samples,
+                hysteresis: t.hysteresis,
+                explore_share: t.explore_share,
+                confirm: t.confirm,
+                estimate_decay_ms: t.decay.estimate.as_millis() as u64,
+                evidence_decay_ms: t.decay.evidence.as_millis() as u64,
+            },
+        }
+    }
+}
+
+/// Where the learned choice changes path, from the classes that have a
+/// choice (smallest first): one boundary, or none when one path serves
+/// every class or the choices change more than once.
+fn crossover(choices: impl Iterator<Item = (SizeClass, Path)>) -> Option<Crossover> {
+    let choices: Vec<_> = choices.collect();
+    let flips: Vec<_> = choices.windows(2).filter(|w| w[0].1 != w[1].1).collect();
+    match flips.as_slice() {
+        [flip] => {
+            let (below, above) = (flip[0], flip[1]);
+            // The boundary is the lower edge of the first class of the new
+            // path: bodies larger than the class below's upper limit.
+            let bytes = below.0.upper_bytes().unwrap_or(u64::MAX);
+            Some(Crossover {
+                bytes,
+                native: if above.1 == Path::Native {
+                    "above"
+                } else {
+                    "below"
+                },
+                between: [below.0.as_str(), above.0.as_str()],
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Where the learned choice changes path.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct Crossover {
+    /// Bodies larger than this many bytes get the other path (the
+    /// learned counterpart of `native_above_bytes`).
+    pub bytes: u64,
+    /// `above`: native serves bodies larger than `bytes` (the shape of a
+    /// CPU-bound route); `below`: native serves the smaller ones.
+    pub native: &'static str,
+    /// The two classes on either side (`size_class` values).
+    pub between: [&'static str; 2],
+}
+
+/// One path of one class in `/admin/stats`.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct PathRow {
+    /// The Peak-EWMA latency estimate, ms (`null` before any sample).
+    pub estimate_ms: Option<f64>,
+    /// Predicted completion time of a request sent now, ms.
+    pub predicted_ms: Option<f64>,
+    /// Samples behind the estimate, faded with time (trusted from
+    /// `tuning.min_samples`).
+    pub evidence: f64,
+    /// Samples ever taken (live answers and shadow runs).
+    pub samples: u64,
+    /// Requests this path was given.
+    pub requests: u64,
+    /// Its share of the class's requests.
+    pub share: f64,
+}
+
+/// One class of a learned route in `/admin/stats`.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct ClassRow {
+    /// The class's label value.
+    pub size_class: &'static str,
+    /// The class for people.
+    pub label: &'static str,
+    /// The learned path (`null` during warm-up).
+    pub choice: Option<Path>,
+    /// The Wasm path.
+    pub wasm: PathRow,
+    /// The native path.
+    pub native: PathRow,
+    /// Requests sent to refresh a stale path.
+    pub explored: u64,
+    /// Requests sent during warm-up.
+    pub warmup: u64,
+    /// Times the class changed path.
+    pub switches: u64,
+}
+
+/// The tuning in force, for people reading the figures.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct TuningRow {
+    /// See [`Tuning::min_samples`].
+    pub min_samples: f64,
+    /// See [`Tuning::hysteresis`].
+    pub hysteresis: f64,
+    /// See [`Tuning::explore_share`].
+    pub explore_share: f64,
+    /// See [`Tuning::confirm`].
+    pub confirm: u32,
+    /// How fast an estimate forgets a peak, ms.
+    pub estimate_decay_ms: u64,
+    /// How fast the evidence behind an estimate fades, ms.
+    pub evidence_decay_ms: u64,
+}
+
+/// A learned route in `/admin/stats` (`learned`).
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct LearnedSnapshot {
+    /// Classes that saw traffic, smallest first.
+    pub classes: Vec<ClassRow>,
+    /// Where the choice changes path (`null`: one path everywhere, not
+    /// learned yet, or more than one change).
+    pub crossover: Option<Crossover>,
+    /// The tuning in force.
+    pub tuning: TuningRow,
+}
+
+#[cfg(test)]
+mod tests;

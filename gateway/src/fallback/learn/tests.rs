@@ -1,0 +1,360 @@
+//! The learned choice under an injected clock and made-up costs: every
+//! figure below is a count of decisions, never a measured time.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::*;
+
+/// A clock the test moves by hand.
+#[derive(Clone, Default)]
+struct Manual(Arc<AtomicU64>);
+
+impl Manual {
+    fn advance(&self, by: Duration) {
+        self.0.fetch_add(by.as_nanos() as u64, Ordering::AcqRel);
+    }
+}
+
+impl Clock for Manual {
+    fn now(&self) -> Duration {
+        Duration::from_nanos(self.0.load(Ordering::Acquire))
+    }
+}
+
+const SMALL: SizeClass = SizeClass::Le1KiB;
+const BIG: SizeClass = SizeClass::Le4MiB;
+
+fn ms(n: f64) -> Duration {
+    Duration::from_secs_f64(n / 1000.0)
+}
+
+struct Rig {
+    clock: Manual,
+    learned: Learned,
+}
+
+impl Rig {
+    fn new() -> Rig {
+        let clock = Manual::default();
+        Rig {
+            learned: Learned::new(Tuning::default(), Box::new(clock.clone())),
+            clock,
+        }
+    }
+
+    /// One request of `class`, answered one at a time: the path it went
+    /// to costs `cost(path)` ms; 10 ms pass between requests.
+    fn request(&self, class: SizeClass, cost: impl Fn(Path) -> f64) -> Verdict {
+        let v = self.learned.decide(class, false);
+        self.clock.advance(ms(10.0));
+        self.learned
+            .answered(class, v.path, v.pending, Some(ms(cost(v.path))));
+        v
+    }
+
+    /// `n` requests; how many went to each path, and how many explored.
+    fn run(&self, n: usize, class: SizeClass, cost: impl Fn(Path) -> f64) -> Counts {
+        let mut counts = Counts::default();
+        for _ in 0..n {
+            let v = self.request(class, &cost);
+            counts.add(v);
+        }
+        counts
+    }
+
+    fn choice(&self, class: SizeClass) -> Option<Path> {
+        self.learned
+            .snapshot()
+            .classes
+            .into_iter()
+            .find(|c| c.size_class == class.as_str())
+            .and_then(|c| c.choice)
+    }
+
+    fn switches(&self, class: SizeClass) -> u64 {
+        self.learned
+            .snapshot()
+            .classes
+            .into_iter()
+            .find(|c| c.size_class == class.as_str())
+            .map_or(0, |c| c.switches)
+    }
+}
+
+#[derive(Default, Debug)]
+struct Counts {
+    wasm: usize,
+    native: usize,
+    explored: usize,
+}
+
+impl Counts {
+    fn add(&mut self, v: Verdict) {
+        match v.path {
+            Path::Wasm => self.wasm += 1,
+            Path::Native => self.native += 1,
+        }
+        if v.why == Why::Explore {
+            self.explored += 1;
+        }
+    }
+}
+
+/// Wasm 3× slower on small bodies, 4× faster on big ones.
+fn costs(class: SizeClass) -> impl Fn(Path) -> f64 {
+    move |p| match (class, p) {
+        (SMALL, Path::Wasm) => 3.0,
+        (SMALL, Path::Native) => 1.0,
+        (_, Path::Wasm) => 10.0,
+        (_, Path::Native) => 40.0,
+    }
+}
+
+#[test]
+fn each_class_converges_on_its_faster_path_within_its_warm_up() {
+    let rig = Rig::new();
+    // Warm-up is 8 samples per path: 16 requests, then the choice holds.
+    let warm_small = rig.run(16, SMALL, costs(SMALL));
+    assert_eq!(
+        (warm_small.wasm, warm_small.native),
+        (8, 8),
+        "{warm_small:?}"
+    );
+    let warm_big = rig.run(16, BIG, costs(BIG));
+    assert_eq!((warm_big.wasm, warm_big.native), (8, 8));
+    assert_eq!(rig.choice(SMALL), None, "picked by the next request");
+    let small = rig.run(200, SMALL, costs(SMALL));
+    let big = rig.run(200, BIG, costs(BIG));
+    assert_eq!(rig.choice(SMALL), Some(Path::Native));
+    assert_eq!(rig.choice(BIG), Some(Path::Wasm));
+    assert_eq!((small.native, small.explored), (200, 0), "{small:?}");
+    assert_eq!((big.wasm, big.explored), (200, 0), "{big:?}");
+    let snap = rig.learned.snapshot();
+    assert_eq!(
+        snap.crossover,
+        Some(Crossover {
+            bytes: 1024,
+            native: "below",
+            between: ["le_1KiB", "le_4MiB"],
+        })
+    );
+    let row = &snap.classes[0];
+    assert!((row.native.estimate_ms.unwrap() - 1.0).abs() < 1e-6);
+    assert!((row.wasm.estimate_ms.unwrap() - 3.0).abs() < 1e-6);
+    assert!((row.native.share - 208.0 / 216.0).abs() < 1e-9, "{row:?}");
+}
+
+#[test]
+fn a_close_race_does_not_flap() {
+    let rig = Rig::new();
+    rig.run(17, SMALL, |p| if p == Path::Wasm { 10.0 } else { 11.0 });
+    assert_eq!(rig.choice(SMALL), Some(Path::Wasm));
+    // Native becomes a little faster, with noise either side of Wasm:
+    // within the hysteresis, so the class stays where it is.
+    let i = std::cell::Cell::new(0u32);
+    let counts = rig.run(500, SMALL, |p| {
+        i.set(i.get() + 1);
+        match p {
+            Path::Wasm => 10.0 + f64::from(i.get() % 3),
+            Path::Native => 9.0,
+        }
+    });
+    assert_eq!(rig.switches(SMALL), 0);
+    assert!(counts.wasm >= 475, "{counts:?}");
+}
+
+#[test]
+fn a_path_that_slows_loses_its_traffic_and_wins_it_back_when_it_recovers() {
+    let rig = Rig::new();
+    rig.run(17, BIG, costs(BIG));
+    assert_eq!(rig.choice(BIG), Some(Path::Wasm));
+    // Wasm slows down tenfold: the first slow answer is the estimate
+    // (the peak), and the class moves as soon as it has dwelt.
+    let slow = |p| if p == Path::Wasm { 400.0 } else { 40.0 };
+    let mut moved = None;
+    for n in 1..=20 {
+        rig.request(BIG, slow);
+        if rig.choice(BIG) == Some(Path::Native) {
+            moved = Some(n);
+            break;
+        }
+    }
+    let moved = moved.expect("moved to native within 20 requests");
+    assert!(moved <= 10, "{moved}");
+    // Wasm recovers. Nothing measures it (no shadow): its estimate goes
+    // stale, then a capped share explores it, and the class comes back.
+    let mut back = None;
+    let mut explored = 0;
+    for n in 1..=5_000 {
+        let v = rig.request(BIG, costs(BIG));
+        explored += usize::from(v.why == Why::Explore);
+        if rig.choice(BIG) == Some(Path::Wasm) {
+            back = Some(n);
+            break;
+        }
+    }
+    let back = back.expect("back on Wasm within 5,000 requests");
+    // 10 ms apart: the estimate goes stale after about 14 s (1,400
+    // requests), then one exploring sample shows it fast again.
+    assert!(
+        back > 1_000,
+        "not before the old estimate went stale: {back}"
+    );
+    assert!(explored <= back / 20 + 1, "{explored} of {back}");
+}
+
+#[test]
+fn exploration_is_capped_when_nothing_else_refreshes_the_other_path() {
+    let rig = Rig::new();
+    rig.run(16, SMALL, costs(SMALL));
+    // 100 s of native traffic, one request every 10 ms: Wasm's estimate
+    // goes stale again and again, each time refreshed by exploring.
+    let counts = rig.run(10_000, SMALL, costs(SMALL));
+    assert!(counts.explored > 0, "a stale path is explored: {counts:?}");
+    assert!(
+        counts.explored <= 10_000 / 20 + 1,
+        "at most 5% explore: {counts:?}"
+    );
+    assert_eq!(counts.explored, counts.wasm, "only Wasm was explored");
+    assert_eq!(rig.choice(SMALL), Some(Path::Native));
+}
+
+#[test]
+fn shadow_samples_keep_the_other_path_fresh_so_nothing_explores() {
+    let rig = Rig::new();
+    rig.run(16, SMALL, costs(SMALL));
+    let mut explored = 0;
+    for i in 0..5_000 {
+        let v = rig.request(SMALL, costs(SMALL));
+        explored += usize::from(v.why == Why::Explore);
+        if i % 50 == 0 {
+            rig.learned.shadow(SMALL, Path::Wasm, ms(3.0));
+        }
+    }
+    assert_eq!(explored, 0);
+}
+
+#[test]
+fn estimates_that_go_stale_send_the_class_back_to_learning() {
+    let rig = Rig::new();
+    rig.run(16, SMALL, costs(SMALL));
+    let before = rig.learned.snapshot().classes[0].native.evidence;
+    assert!(before > 7.5, "{before}");
+    // A minute without traffic: trust in both estimates has faded.
+    rig.clock.advance(Duration::from_secs(60));
+    let after = rig.learned.snapshot().classes[0].clone();
+    assert!(
+        after.native.evidence < 1.0 && after.wasm.evidence < 1.0,
+        "{after:?}"
+    );
+    // The next requests re-measure the path not chosen (bounded share)
+    // while the chosen one serves, refreshing its own estimate.
+    let counts = rig.run(400, SMALL, costs(SMALL));
+    assert!(counts.explored >= 3 && counts.explored <= 21, "{counts:?}");
+    assert_eq!(rig.choice(SMALL), Some(Path::Native));
+}
+
+#[test]
+fn a_path_whose_breaker_is_open_is_never_chosen() {
+    let rig = Rig::new();
+    rig.run(17, BIG, costs(BIG));
+    assert_eq!(rig.choice(BIG), Some(Path::Wasm));
+    for _ in 0..100 {
+        let v = rig.learned.decide(BIG, true);
+        assert_eq!((v.path, v.why), (Path::Native, Why::CircuitOpen));
+        rig.learned.answered(BIG, v.path, v.pending, Some(ms(40.0)));
+    }
+    // Also before anything was learned.
+    let fresh = Rig::new();
+    let v = fresh.learned.decide(SMALL, true);
+    assert_eq!(v.path, Path::Native);
+    // Once the breaker closes, the learned path is Wasm again.
+    assert_eq!(rig.learned.decide(BIG, false).path, Path::Wasm);
+}
+
+#[test]
+fn work_in_flight_is_priced_in_and_slow_answers_confirm_a_switch() {
+    let rig = Rig::new();
+    // Both paths cost the same when measured one at a time...
+    rig.run(17, BIG, |_| 10.0);
+    let first = rig.choice(BIG).expect("learned");
+    for _ in 0..8 {
+        rig.request(BIG, |_| 10.0);
+    }
+    // ...then requests pile up on the chosen path: each one's prediction
+    // includes the work in front of it, before any of it has answered.
+    let held: Vec<Verdict> = (0..6).map(|_| rig.learned.decide(BIG, false)).collect();
+    let predicted: Vec<f64> = held
+        .iter()
+        .map(|v| v.predicted[first.index()].expect("measured"))
+        .collect();
+    assert!(predicted.windows(2).all(|w| w[1] > w[0]), "{predicted:?}");
+    assert!(predicted[5] > 5.0 * predicted[0], "{predicted:?}");
+    // The held requests answer slowly (they queued): once `confirm` of
+    // them in a row were slower than the other path's prediction, the
+    // class moves.
+    for (i, v) in held.iter().enumerate() {
+        assert_eq!(rig.choice(BIG), Some(first), "after {i} slow answers");
+        rig.clock.advance(ms(1.0));
+        rig.learned
+            .answered(BIG, v.path, v.pending, Some(ms(30.0 + 10.0 * i as f64)));
+        if i + 1 >= 4 {
+            break;
+        }
+    }
+    let next = rig.learned.decide(BIG, false);
+    assert_eq!(next.path, first.other(), "{next:?}");
+    assert_eq!(rig.switches(BIG), 1);
+}
+
+#[test]
+fn one_slow_answer_does_not_move_a_class() {
+    let rig = Rig::new();
+    rig.run(17, BIG, costs(BIG));
+    assert_eq!(rig.choice(BIG), Some(Path::Wasm));
+    // A single hiccup of 50x, then Wasm is as fast as ever: its estimate
+    // takes the peak, but the answers after it are fast, so nothing moves.
+    rig.request(BIG, |p| if p == Path::Wasm { 500.0 } else { 40.0 });
+    let counts = rig.run(300, BIG, costs(BIG));
+    assert_eq!(rig.switches(BIG), 0);
+    assert_eq!(counts.wasm, 300, "{counts:?}");
+}
+
+#[test]
+fn a_cancelled_request_leaves_no_sample_and_no_pending_work() {
+    let rig = Rig::new();
+    let v = rig.learned.decide(SMALL, false);
+    assert_eq!(rig.learned.pending(v.path), 1);
+    rig.learned.answered(SMALL, v.path, v.pending, None);
+    assert_eq!(rig.learned.pending(v.path), 0);
+    let row = &rig.learned.snapshot().classes[0];
+    assert_eq!(row.wasm.samples + row.native.samples, 0);
+    // Answering twice never wraps the counter.
+    rig.learned.answered(SMALL, v.path, 0, None);
+    assert_eq!(rig.learned.pending(v.path), 0);
+}
+
+#[test]
+fn the_crossover_is_one_change_of_path_or_none() {
+    use SizeClass::*;
+    let w = Path::Wasm;
+    let n = Path::Native;
+    let cross = |c: &[(SizeClass, Path)]| crossover(c.iter().copied());
+    assert_eq!(
+        cross(&[(Le1KiB, w), (Le16KiB, w), (Le256KiB, n), (Le4MiB, n)]),
+        Some(Crossover {
+            bytes: 16 << 10,
+            native: "above",
+            between: ["le_16KiB", "le_256KiB"],
+        })
+    );
+    assert_eq!(
+        cross(&[(Le1KiB, n), (Le4MiB, n)]),
+        None,
+        "native everywhere"
+    );
+    assert_eq!(cross(&[]), None);
+    assert_eq!(cross(&[(Le1KiB, n), (Le16KiB, w), (Le4MiB, n)]), None);
+}
