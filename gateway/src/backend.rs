@@ -135,10 +135,21 @@ pub struct RouteRequest {
 
 impl RouteRequest {
     /// A copy for a second backend, when the body is buffered: the head
-    /// (without extensions) and the same bytes.
+    /// (without extensions, but for the replica [`Trail`] that retries
+    /// share) and the same bytes.
+    ///
+    /// [`Trail`]: crate::proxy::elsewhere::Trail
     pub fn try_clone(&self) -> Option<RouteRequest> {
+        let mut parts = clone_parts(&self.parts);
+        if let Some(trail) = self
+            .parts
+            .extensions
+            .get::<crate::proxy::elsewhere::Trail>()
+        {
+            parts.extensions.insert(trail.clone());
+        }
         Some(RouteRequest {
-            parts: clone_parts(&self.parts),
+            parts,
             body: RequestBody::Buffered(self.body.bytes()?.clone()),
             spin_path: self.spin_path.clone(),
             client: self.client,

@@ -14,7 +14,8 @@
 //!   (Spin, native, or Spin with a native fallback), concurrency limit,
 //!   circuit breaker, retries, timeouts.
 //! * [`spin`] – the Spin backend, embedded (the `spin-host` crate runs the
-//!   components in-process) or external ([`proxy`] to a running `spin up`).
+//!   components in-process) or external ([`proxy`] to running `spin up`
+//!   replicas: discovery, p2c balancing, outlier ejection, retries elsewhere).
 //! * [`native`] – handlers compiled from the same core crate as the components.
 //! * [`server`] – the public and admin listeners (with `/metrics` and the
 //!   built-in `/dashboard`).

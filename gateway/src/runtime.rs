@@ -59,8 +59,19 @@ impl Overrides {
             config.admin_listen = admin;
         }
         if let Some(upstream) = &self.upstream {
+            // The file's discovery and outlier settings stay, if it had any.
+            let (resolve_every, outlier) = match &config.spin {
+                SpinMode::External {
+                    resolve_every,
+                    outlier,
+                    ..
+                } => (*resolve_every, outlier.clone()),
+                SpinMode::Embedded { .. } => (None, config::OutlierPolicy::default()),
+            };
             config.spin = SpinMode::External {
-                upstream: upstream.clone(),
+                upstreams: vec![upstream.clone()],
+                resolve_every,
+                outlier,
             };
         }
         if let Some(manifest) = &self.manifest {
@@ -164,7 +175,7 @@ impl Runtime {
                 (prev.spin.clone(), prev.native.clone())
             }
             _ => (
-                build_spin(&config.spin, overrides)?,
+                build_spin(&config.spin, overrides, &shared.metrics)?,
                 build_native(&config.spin, overrides)?,
             ),
         };
@@ -203,7 +214,11 @@ impl Runtime {
     }
 }
 
-fn build_spin(mode: &SpinMode, overrides: &Overrides) -> anyhow::Result<SpinBackend> {
+fn build_spin(
+    mode: &SpinMode,
+    overrides: &Overrides,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<SpinBackend> {
     Ok(match mode {
         SpinMode::Embedded {
             manifest,
@@ -243,9 +258,16 @@ fn build_spin(mode: &SpinMode, overrides: &Overrides) -> anyhow::Result<SpinBack
             );
             SpinBackend::Embedded(app)
         }
-        SpinMode::External { upstream } => {
-            SpinBackend::External(Box::new(ExternalSpin::new(upstream)?))
-        }
+        SpinMode::External {
+            upstreams,
+            resolve_every,
+            outlier,
+        } => SpinBackend::External(ExternalSpin::new(
+            upstreams,
+            *resolve_every,
+            outlier,
+            metrics.clone(),
+        )?),
     })
 }
 

@@ -22,9 +22,10 @@ fn the_kubernetes_config_is_accepted_and_fronts_the_spinapp_service() {
     assert_eq!(config.server.drain, Duration::from_millis(10_000));
     assert_eq!(config.server.max_buffered_bytes, 128 << 20);
     match &config.spin {
-        SpinMode::External { upstream } => {
-            assert_eq!(upstream.host(), Some("items"));
-            assert_eq!(upstream.port_u16(), Some(80));
+        SpinMode::External { upstreams, .. } => {
+            assert_eq!(upstreams.len(), 1, "{upstreams:?}");
+            assert_eq!(upstreams[0].host(), Some("items"));
+            assert_eq!(upstreams[0].port_u16(), Some(80));
         }
         other => panic!("want external mode, got {other:?}"),
     }

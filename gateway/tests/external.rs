@@ -22,6 +22,25 @@ async fn every_route_works_through_an_external_spin_and_validate_survives_its_lo
     .await;
     let http = client();
 
+    // Spin's own paths, answered before any component route, as `spin up` does.
+    let health = http
+        .get(format!("{}/.well-known/spin/health", spin.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(health.text().await.unwrap(), "OK");
+    let info: Value = common::get_json(&format!("{}/.well-known/spin/info", spin.base)).await;
+    assert_eq!(info["name"], "items", "{info}");
+    assert_eq!(info["version"], "0.1.0", "{info}");
+    assert_eq!(info["runtime"]["name"], "gateway serve-spin", "{info}");
+    let other = http
+        .get(format!("{}/.well-known/spin/nothing", spin.base))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(other, 404).await;
+
     let created = http
         .post(format!("{}/items", gw.base))
         .header("content-type", "application/json")

@@ -149,11 +149,55 @@ pub enum SpinMode {
         /// start, pointing to external mode.
         runtime_config_file: Option<PathBuf>,
     },
-    /// A running `spin up`, reached over HTTP.
+    /// Running `spin up` replicas, reached over HTTP.
     External {
-        /// Base URL, e.g. `http://127.0.0.1:3000`.
-        upstream: http::Uri,
+        /// Base URLs, e.g. `http://127.0.0.1:3000` (at least one).
+        upstreams: Vec<http::Uri>,
+        /// When set, DNS names among `upstreams` are resolved this often
+        /// and every address is a replica (a headless Service: one A record
+        /// per pod); when absent, a name is one replica that the connector
+        /// resolves per connection.
+        resolve_every: Option<Duration>,
+        /// When a replica is ejected and brought back.
+        outlier: OutlierPolicy,
     },
+}
+
+/// `[spin.outlier].consecutive_failures` when the file leaves it out.
+pub const DEFAULT_OUTLIER_FAILURES: u32 = 5;
+/// `[spin.outlier].max_ejected_percent` when the file leaves it out.
+pub const DEFAULT_MAX_EJECTED_PERCENT: u32 = 50;
+/// `[spin.outlier].probe_every_ms` when the file leaves it out.
+pub const DEFAULT_PROBE_EVERY_MS: u64 = 1_000;
+/// Most upstream replicas (listed, or resolved from DNS) the gateway keeps:
+/// also the bound on the `upstream` metric label.
+pub const MAX_UPSTREAMS: usize = 64;
+
+/// Passive outlier detection on the Spin replicas (external mode), after
+/// Envoy's `consecutive_5xx`: a replica is ejected after
+/// `consecutive_failures` connect errors or 5xx answers in a row, unless
+/// that would eject more than `max_ejected_percent` of the replicas (never
+/// all of them), and comes back once a probe of Spin's health endpoint
+/// (`/.well-known/spin/health`, every `probe_every`) answers 200.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutlierPolicy {
+    /// Failures in a row that eject a replica.
+    pub consecutive_failures: u32,
+    /// Largest share of the replicas ejected at once (at least one of
+    /// several may always be ejected; the last one never is).
+    pub max_ejected_percent: u32,
+    /// How often an ejected replica's health endpoint is probed.
+    pub probe_every: Duration,
+}
+
+impl Default for OutlierPolicy {
+    fn default() -> Self {
+        OutlierPolicy {
+            consecutive_failures: DEFAULT_OUTLIER_FAILURES,
+            max_ejected_percent: DEFAULT_MAX_EJECTED_PERCENT,
+            probe_every: Duration::from_millis(DEFAULT_PROBE_EVERY_MS),
+        }
+    }
 }
 
 /// Which backend serves a route.

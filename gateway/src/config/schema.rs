@@ -42,7 +42,10 @@ pub struct Server {
 pub struct Spin {
     pub mode: Option<Spanned<String>>,
     pub manifest: Option<Spanned<String>>,
-    pub upstream: Option<Spanned<String>>,
+    /// One `http://host:port` or a list of them (checked in `validate`).
+    pub upstream: Option<Spanned<toml::Value>>,
+    pub resolve_every_ms: Option<Spanned<i64>>,
+    pub outlier: Option<Spanned<Outlier>>,
     pub data_dir: Option<Spanned<String>>,
     pub component_timeout_ms: Option<Spanned<i64>>,
     pub component_memory_mib: Option<Spanned<i64>>,
@@ -50,6 +53,14 @@ pub struct Spin {
     pub runtime_config_file: Option<Spanned<String>>,
     /// `[spin.component.<id>]`: per-component settings of the embedded host.
     pub component: Option<std::collections::BTreeMap<String, Spanned<Component>>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Outlier {
+    pub consecutive_failures: Option<Spanned<i64>>,
+    pub max_ejected_percent: Option<Spanned<i64>>,
+    pub probe_every_ms: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize, Debug)]

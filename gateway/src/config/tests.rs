@@ -228,6 +228,134 @@ fn listeners_must_be_socket_addresses_and_differ() {
     refused(&text, 3, "server.admin_listen", "must differ");
 }
 
+/// `[spin]` in external mode with `extra` lines after `mode`.
+fn external_with(extra: &str) -> String {
+    base("").replace(
+        "mode = \"embedded\"",
+        &format!("mode = \"external\"\n{extra}"),
+    )
+}
+
+#[test]
+fn several_upstreams_a_resolved_name_and_outlier_detection_are_read() {
+    let text = external_with(
+        "upstream = [\"http://127.0.0.1:3001\", \"http://127.0.0.1:3002\", \"http://spin.ns.svc:80\"]\n\
+         resolve_every_ms = 5000\n\
+         outlier = { consecutive_failures = 3, max_ejected_percent = 34, probe_every_ms = 250 }",
+    );
+    let config = parse(&text).unwrap();
+    let SpinMode::External {
+        upstreams,
+        resolve_every,
+        outlier,
+    } = &config.spin
+    else {
+        panic!("expected external: {:?}", config.spin);
+    };
+    let listed: Vec<String> = upstreams.iter().map(|u| u.to_string()).collect();
+    assert_eq!(
+        listed,
+        [
+            "http://127.0.0.1:3001/",
+            "http://127.0.0.1:3002/",
+            "http://spin.ns.svc:80/"
+        ]
+    );
+    assert_eq!(*resolve_every, Some(Duration::from_millis(5000)));
+    assert_eq!(outlier.consecutive_failures, 3);
+    assert_eq!(outlier.max_ejected_percent, 34);
+    assert_eq!(outlier.probe_every, Duration::from_millis(250));
+    // A single string is still one upstream, with the defaults.
+    let config = parse(&external_with("upstream = \"http://127.0.0.1:3000\"")).unwrap();
+    let SpinMode::External {
+        upstreams,
+        resolve_every,
+        outlier,
+    } = &config.spin
+    else {
+        panic!("expected external");
+    };
+    assert_eq!(upstreams.len(), 1);
+    assert_eq!(*resolve_every, None);
+    assert_eq!(outlier.consecutive_failures, 5);
+    assert_eq!(outlier.max_ejected_percent, 50);
+}
+
+#[test]
+fn bad_upstream_lists_and_outlier_settings_are_refused() {
+    refused(
+        &external_with("upstream = []"),
+        7,
+        "spin.upstream",
+        "list is empty",
+    );
+    refused(
+        &external_with("upstream = [\"http://127.0.0.1:3001\", 3001]"),
+        7,
+        "spin.upstream[1]",
+        "found a integer",
+    );
+    refused(
+        &external_with("upstream = [\"http://127.0.0.1:3001\", \"https://a\"]"),
+        7,
+        "spin.upstream[1]",
+        "only http://",
+    );
+    refused(
+        &external_with("upstream = [\"http://a:80\", \"http://A\"]"),
+        7,
+        "spin.upstream[1]",
+        "listed twice",
+    );
+    refused(
+        &external_with("upstream = 3000"),
+        7,
+        "spin.upstream",
+        "expected a URL",
+    );
+    let many: Vec<String> = (0..65)
+        .map(|i| format!("\"http://127.0.0.1:{}\"", 3000 + i))
+        .collect();
+    refused(
+        &external_with(&format!("upstream = [{}]", many.join(", "))),
+        7,
+        "spin.upstream",
+        "at most 64",
+    );
+    let with =
+        |extra: &str| external_with(&format!("upstream = \"http://127.0.0.1:3000\"\n{extra}"));
+    refused(
+        &with("resolve_every_ms = 10"),
+        8,
+        "spin.resolve_every_ms",
+        "expected 100 to 3600000",
+    );
+    refused(
+        &with("outlier = { consecutive_failures = 0 }"),
+        8,
+        "spin.outlier.consecutive_failures",
+        "expected 1 to 1000",
+    );
+    refused(
+        &with("outlier = { max_ejected_percent = 101 }"),
+        8,
+        "spin.outlier.max_ejected_percent",
+        "expected 0 to 100",
+    );
+    refused(
+        &with("outlier = { probe_every_ms = 1 }"),
+        8,
+        "spin.outlier.probe_every_ms",
+        "expected 10 to",
+    );
+    refused(
+        &with("outlier = { every = 1 }"),
+        8,
+        "every",
+        "unknown field",
+    );
+}
+
 #[test]
 fn spin_modes_are_checked() {
     let text = base("").replace("mode = \"embedded\"", "mode = \"cloud\"");
@@ -244,7 +372,9 @@ fn spin_modes_are_checked() {
     assert_eq!(
         config.spin,
         SpinMode::External {
-            upstream: "http://127.0.0.1:3000".parse().unwrap()
+            upstreams: vec!["http://127.0.0.1:3000".parse().unwrap()],
+            resolve_every: None,
+            outlier: crate::config::OutlierPolicy::default(),
         }
     );
     refused(

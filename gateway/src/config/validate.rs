@@ -400,8 +400,16 @@ fn spin_mode(ctx: &Ctx, spin: &schema::Spin) -> Result<SpinMode, ConfigError> {
                     "mode = \"external\" needs an upstream URL",
                 ));
             };
+            let resolve_every: u64 = ctx.int_in(
+                &spin.resolve_every_ms,
+                "spin.resolve_every_ms",
+                100..=3_600_000,
+                0,
+            )?;
             Ok(SpinMode::External {
-                upstream: upstream_uri(ctx, upstream)?,
+                upstreams: upstream_list(ctx, upstream)?,
+                resolve_every: (resolve_every > 0).then(|| Duration::from_millis(resolve_every)),
+                outlier: outlier_policy(ctx, spin.outlier.as_ref())?,
             })
         }
         other => {
@@ -436,8 +444,89 @@ pub fn parse_upstream(text: &str) -> Result<http::Uri, String> {
     Ok(uri)
 }
 
-fn upstream_uri(ctx: &Ctx, value: &Spanned<String>) -> Result<http::Uri, ConfigError> {
-    parse_upstream(value.get_ref()).map_err(|m| ctx.err(value.span(), "spin.upstream", m))
+/// `host:port` of an upstream, the port defaulted to 80: two spellings of
+/// one replica compare equal.
+fn upstream_key(uri: &http::Uri) -> String {
+    let host = uri.host().unwrap_or_default().to_ascii_lowercase();
+    format!("{host}:{}", uri.port_u16().unwrap_or(80))
+}
+
+/// `[spin] upstream`: one URL, or a non-empty list of distinct ones.
+fn upstream_list(ctx: &Ctx, value: &Spanned<toml::Value>) -> Result<Vec<http::Uri>, ConfigError> {
+    let err = |field: String, message: String| ctx.err(value.span(), field, message);
+    let items: Vec<(String, &toml::Value)> = match value.get_ref() {
+        toml::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| (format!("spin.upstream[{i}]"), item))
+            .collect(),
+        single => vec![("spin.upstream".to_string(), single)],
+    };
+    if items.is_empty() {
+        return Err(err(
+            "spin.upstream".into(),
+            "the list is empty; give at least one http://host:port".into(),
+        ));
+    }
+    if items.len() > super::MAX_UPSTREAMS {
+        return Err(err(
+            "spin.upstream".into(),
+            format!(
+                "{} upstreams listed; at most {} are supported",
+                items.len(),
+                super::MAX_UPSTREAMS
+            ),
+        ));
+    }
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(items.len());
+    for (field, item) in items {
+        let Some(text) = item.as_str() else {
+            return Err(err(
+                field,
+                format!(
+                    "expected a URL string like \"http://127.0.0.1:3000\" (or a list of them), found a {}",
+                    item.type_str()
+                ),
+            ));
+        };
+        let uri = parse_upstream(text).map_err(|m| err(field.clone(), m))?;
+        if !seen.insert(upstream_key(&uri)) {
+            return Err(err(field, format!("`{text}` is listed twice")));
+        }
+        out.push(uri);
+    }
+    Ok(out)
+}
+
+/// `[spin.outlier]`: every field optional and range-checked.
+fn outlier_policy(
+    ctx: &Ctx,
+    outlier: Option<&Spanned<schema::Outlier>>,
+) -> Result<super::OutlierPolicy, ConfigError> {
+    let Some(outlier) = outlier.map(Spanned::get_ref) else {
+        return Ok(super::OutlierPolicy::default());
+    };
+    Ok(super::OutlierPolicy {
+        consecutive_failures: ctx.int_in(
+            &outlier.consecutive_failures,
+            "spin.outlier.consecutive_failures",
+            1..=1000,
+            super::DEFAULT_OUTLIER_FAILURES,
+        )?,
+        max_ejected_percent: ctx.int_in(
+            &outlier.max_ejected_percent,
+            "spin.outlier.max_ejected_percent",
+            0..=100,
+            super::DEFAULT_MAX_EJECTED_PERCENT,
+        )?,
+        probe_every: Duration::from_millis(ctx.int_in(
+            &outlier.probe_every_ms,
+            "spin.outlier.probe_every_ms",
+            10..=3_600_000,
+            super::DEFAULT_PROBE_EVERY_MS,
+        )?),
+    })
 }
 
 /// The `{param}` names of a path, checking its syntax on the way.

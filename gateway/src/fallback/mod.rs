@@ -19,7 +19,7 @@
 //! config snapshot by [`stack`]:
 //!
 //! ```text
-//! admission → shadow → answer → [fallback] → limit → retry → circuit
+//! admission → shadow → answer → [fallback] → limit → elsewhere → retry → circuit
 //!           → client fault → attempt span → timeout → Spin
 //! ```
 //!

@@ -9,7 +9,7 @@
 //!      │ spin policy                                       (backend = "spin")
 //!      │ fallback(choice, spin policy, native)             (backend = "auto")
 //!
-//! spin policy = limit → retry → circuit → client fault → attempt span → timeout → Spin
+//! spin policy = limit → elsewhere → retry → circuit → client fault → attempt span → timeout → Spin
 //! ```
 
 use std::convert::Infallible;
@@ -34,6 +34,7 @@ use crate::admission::layer::{Admit, AdmitLayer, BufferRule};
 use crate::backend::{RouteRequest, SPIN_DISABLED_REASON};
 use crate::config::{BackendKind, RouteConfig};
 use crate::native::Native;
+use crate::proxy::elsewhere::{Elsewhere, ElsewhereLayer};
 use crate::shadow::Shadow;
 use crate::shadow::layer::{Sample, SampleLayer};
 use crate::spin::SpinBackend;
@@ -48,7 +49,7 @@ pub type RouteStack = Admit<Sample<RouteBackend>>;
 
 /// The policy in front of a route's Spin backend.
 pub type SpinPolicy =
-    Limit<Retry<RetryPolicy, Circuit<ClientFault<AttemptSpan<Timeout<SpinService>>>>>>;
+    Limit<Elsewhere<Retry<RetryPolicy, Circuit<ClientFault<AttemptSpan<Timeout<SpinService>>>>>>>;
 
 /// A route's backend, by kind, with failures turned into answers.
 #[derive(Clone)]
@@ -162,6 +163,10 @@ fn spin_policy(parts: &StackParts<'_>) -> SpinPolicy {
     let policy = parts.policy;
     ServiceBuilder::new()
         .layer(LimitLayer::new(policy.limit.clone(), route.concurrency))
+        // Retries of an external route go to another replica.
+        .layer(ElsewhereLayer::new(
+            route.retry.attempts > 0 && matches!(parts.spin, SpinBackend::External(_)),
+        ))
         .layer(RetryLayer::new(RetryPolicy::new(
             route.clone(),
             policy.budget.clone(),

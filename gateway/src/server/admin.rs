@@ -88,11 +88,13 @@ pub fn admin_router_with(gateway: Arc<Gateway>, options: AdminOptions) -> Router
         .with_state(state)
 }
 
-/// Ready when the Spin backend answers. Routes with a native twin keep
-/// working without it, which the body spells out route by route.
+/// Ready when the Spin backend answers (in external mode: at least one
+/// replica is healthy and answers; each replica's state is listed). Routes
+/// with a native twin keep working without it, which the body spells out
+/// route by route.
 async fn readyz(State(gateway): State<Arc<Gateway>>) -> Response {
     let runtime = gateway.current();
-    let spin = runtime.spin.ready().await;
+    let (spin, replicas) = runtime.spin.ready().await;
     let routes: Vec<serde_json::Value> = runtime
         .routes
         .iter()
@@ -115,6 +117,7 @@ async fn readyz(State(gateway): State<Arc<Gateway>>) -> Response {
             "backend": runtime.spin.label(),
             "target": runtime.spin.describe(),
             "error": spin.as_ref().err(),
+            "replicas": replicas,
         },
         "routes": routes,
     });
@@ -163,8 +166,22 @@ async fn show_config(State(gateway): State<Arc<Gateway>>) -> Response {
                 "runtime_config_file": runtime_config_file,
             })
         }
-        SpinMode::External { upstream } => {
-            serde_json::json!({ "mode": "external", "upstream": upstream.to_string() })
+        SpinMode::External {
+            upstreams,
+            resolve_every,
+            outlier,
+        } => {
+            let upstreams: Vec<String> = upstreams.iter().map(ToString::to_string).collect();
+            serde_json::json!({
+                "mode": "external",
+                "upstream": upstreams,
+                "resolve_every_ms": resolve_every.map(|d| d.as_millis() as u64),
+                "outlier": {
+                    "consecutive_failures": outlier.consecutive_failures,
+                    "max_ejected_percent": outlier.max_ejected_percent,
+                    "probe_every_ms": outlier.probe_every.as_millis() as u64,
+                },
+            })
         }
     };
     let routes: Vec<serde_json::Value> = config

@@ -99,20 +99,72 @@ impl EmbeddedSpin {
 /// takes whole bodies).
 const STANDALONE_MAX_BODY: usize = 64 << 20;
 
+/// The prefix `spin up` keeps for itself: its router answers these paths
+/// before any component route (a component route under it is never
+/// reached), so `serve-spin` does the same.
+pub const WELL_KNOWN_PREFIX: &str = "/.well-known/spin/";
+
+/// `/.well-known/spin/info`: Spin answers the app's `name` and `version`
+/// (and `oci_image_digest` when run from a registry); `runtime` says which
+/// host serves it, where Spin's answer would imply Spin.
+fn app_info(manifest: &Path) -> serde_json::Value {
+    let doc: Option<toml::Table> = std::fs::read_to_string(manifest)
+        .ok()
+        .and_then(|text| toml::from_str(&text).ok());
+    let field = |name: &str| {
+        doc.as_ref().and_then(|d| {
+            d.get("application")?
+                .get(name)?
+                .as_str()
+                .map(str::to_string)
+        })
+    };
+    serde_json::json!({
+        "name": field("name").unwrap_or_default(),
+        "version": field("version"),
+        "runtime": {
+            "name": "gateway serve-spin",
+            "version": env!("CARGO_PKG_VERSION"),
+        },
+    })
+}
+
+/// Spin's own answers under [`WELL_KNOWN_PREFIX`]: `health` (200 `OK`),
+/// `info` (JSON), anything else 404.
+fn well_known(path: &str, info: &serde_json::Value) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match path.strip_prefix(WELL_KNOWN_PREFIX) {
+        Some("health") => (http::StatusCode::OK, "OK").into_response(),
+        Some("info") => axum::Json(info.clone()).into_response(),
+        _ => crate::problem::ProblemResponse(crate::problem::Problem::new(
+            404,
+            "Not Found",
+            format!("`{path}` is not one of Spin's well-known paths (health, info)"),
+        ))
+        .into_response(),
+    }
+}
+
 /// A router that serves the manifest's own routes, unchanged, like
 /// `spin up` does: the stand-in for an external Spin where no Spin CLI is
 /// installed (and what the external-mode tests run against). `config` is
 /// the host's (data dir, limits, reuse), as `spin up`'s flags would be.
+/// Like Spin it answers `/.well-known/spin/health` and `/info` itself.
 pub fn standalone_router(manifest: &Path, config: HostConfig) -> anyhow::Result<axum::Router> {
     let timeout = config.request_timeout;
+    let info = Arc::new(app_info(manifest));
     let spin = EmbeddedSpin::load(manifest, config)?;
     let handler =
         move |axum::extract::ConnectInfo(client): axum::extract::ConnectInfo<SocketAddr>,
               request: axum::extract::Request| {
             let spin = spin.clone();
+            let info = info.clone();
             async move {
                 use axum::response::IntoResponse;
                 use http_body_util::BodyExt;
+                if request.uri().path().starts_with(WELL_KNOWN_PREFIX) {
+                    return well_known(request.uri().path(), &info);
+                }
                 let (parts, body) = request.into_parts();
                 let bytes = match http_body_util::Limited::new(body, STANDALONE_MAX_BODY)
                     .collect()

@@ -24,8 +24,8 @@ pub use embedded::EmbeddedSpin;
 pub enum SpinBackend {
     /// In-process, in the embedded host.
     Embedded(EmbeddedSpin),
-    /// A running `spin up`, over HTTP (boxed: the pooled client is large).
-    External(Box<ExternalSpin>),
+    /// Running `spin up` replicas, over HTTP.
+    External(ExternalSpin),
 }
 
 impl SpinBackend {
@@ -67,12 +67,46 @@ impl SpinBackend {
         }
     }
 
-    /// Whether the backend can take requests (for `/readyz`).
-    pub async fn ready(&self) -> Result<(), String> {
-        match self {
-            SpinBackend::Embedded(_) => Ok(()),
-            SpinBackend::External(e) => e.probe(Duration::from_secs(1)).await,
-        }
+    /// Whether the backend can take requests (for `/readyz`), and in
+    /// external mode each replica's state: ready when at least one replica
+    /// is healthy (not ejected) and its health endpoint answers.
+    pub async fn ready(&self) -> (Result<(), String>, Option<serde_json::Value>) {
+        let SpinBackend::External(e) = self else {
+            return (Ok(()), None);
+        };
+        let replicas = e.replicas(Duration::from_secs(1)).await;
+        let ready = replicas
+            .iter()
+            .any(|(r, answer)| r.state == "healthy" && answer.is_ok());
+        let outcome = if ready {
+            Ok(())
+        } else if replicas.is_empty() {
+            Err("no Spin replica is known yet".to_string())
+        } else {
+            let why: Vec<String> = replicas
+                .iter()
+                .map(|(r, answer)| match answer {
+                    Err(e) => format!("{}: {e}", r.address),
+                    Ok(status) => format!("{}: {status}", r.address),
+                })
+                .collect();
+            Err(format!(
+                "no healthy Spin replica answers ({})",
+                why.join("; ")
+            ))
+        };
+        let list: Vec<serde_json::Value> = replicas
+            .into_iter()
+            .map(|(report, answer)| {
+                let mut value = serde_json::to_value(&report).unwrap_or_default();
+                value["reachable"] = serde_json::Value::Bool(answer.is_ok());
+                if let Err(e) = answer {
+                    value["error"] = serde_json::Value::String(e);
+                }
+                value
+            })
+            .collect();
+        (outcome, Some(serde_json::Value::Array(list)))
     }
 
     /// Sends one request to the component route `spin_path`; the embedded

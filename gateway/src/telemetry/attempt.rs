@@ -2,7 +2,8 @@
 //! in-flight gauge it counts in: a layer of its own, just outside the
 //! attempt's timeout, so a timed-out attempt is recorded as one.
 //!
-//! The span carries the route, backend, attempt number and body size; it
+//! The span carries the route, backend, attempt number and body size (and,
+//! in external mode, the replica as `server.address`/`server.port`); it
 //! records the status (or `error.type`) of the attempt and, on the
 //! `validate` route, the batch size read from the verdict as it streams.
 
@@ -88,6 +89,9 @@ where
             gateway.size_class = BodySize::class(size).as_str(),
             http.request.body.size = size.map(|s| s.0 as i64),
             http.response.status_code = tracing::field::Empty,
+            // The replica an external attempt went to (`proxy`).
+            server.address = tracing::field::Empty,
+            server.port = tracing::field::Empty,
             error.type = tracing::field::Empty,
             validate.items = tracing::field::Empty,
         );

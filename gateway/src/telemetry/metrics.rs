@@ -57,6 +57,11 @@ pub struct Metrics {
     circuit_state: Gauge<i64>,
     learned_estimate: Gauge<f64>,
     learned_decisions: Counter<u64>,
+    upstream_attempts: Counter<u64>,
+    upstream_ejections: Counter<u64>,
+    upstream_state: Gauge<i64>,
+    /// Replica names given their own `upstream` label so far.
+    upstreams: std::sync::Mutex<std::collections::HashSet<Box<str>>>,
     in_flight: Arc<InFlightCounts>,
     _in_flight_gauge: opentelemetry::metrics::ObservableUpDownCounter<i64>,
 }
@@ -191,6 +196,21 @@ impl Metrics {
                      (learned, explore, circuit-open)",
                 )
                 .build(),
+            upstream_attempts: meter
+                .u64_counter("gateway.upstream.attempts")
+                .with_description(
+                    "Attempts on each external Spin replica, by outcome: ok, 5xx, connect-error, io",
+                )
+                .build(),
+            upstream_ejections: meter
+                .u64_counter("gateway.upstream.ejections")
+                .with_description("Spin replicas ejected by outlier detection")
+                .build(),
+            upstream_state: meter
+                .i64_gauge("gateway.upstream.ejected")
+                .with_description("Whether a Spin replica is ejected: 0 in, 1 ejected")
+                .build(),
+            upstreams: std::sync::Mutex::new(std::collections::HashSet::new()),
             _in_flight_gauge: {
                 let counts = in_flight.clone();
                 meter
@@ -378,6 +398,42 @@ impl Metrics {
                 KeyValue::new("size_class", size_class.as_str()),
             ],
         );
+    }
+
+    /// The `upstream` label of a replica: its `host:port` for the first
+    /// [`MAX_UPSTREAMS`](crate::config::MAX_UPSTREAMS) replicas ever seen,
+    /// `_other` beyond, so DNS churn cannot mint series without end.
+    fn upstream_label(&self, upstream: &str) -> StringValue {
+        let mut seen = self
+            .upstreams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seen.contains(upstream) || seen.len() < crate::config::MAX_UPSTREAMS {
+            seen.insert(upstream.into());
+            self.names.get(upstream)
+        } else {
+            StringValue::from("_other")
+        }
+    }
+
+    /// One attempt on a Spin replica and its `outcome`.
+    pub fn upstream_attempt(&self, upstream: &str, outcome: &'static str) {
+        self.upstream_attempts.add(
+            1,
+            &[
+                KeyValue::new("upstream", self.upstream_label(upstream)),
+                KeyValue::new("outcome", outcome),
+            ],
+        );
+    }
+
+    /// A replica's ejection state (counted as an ejection when `ejected`).
+    pub fn upstream_ejected(&self, upstream: &str, ejected: bool) {
+        let label = [KeyValue::new("upstream", self.upstream_label(upstream))];
+        if ejected {
+            self.upstream_ejections.add(1, &label);
+        }
+        self.upstream_state.record(i64::from(ejected), &label);
     }
 
     /// Requests inside a backend call right now, over every backend (the
@@ -575,6 +631,28 @@ mod tests {
         assert_eq!(series("GET"), ["1"], "{text}");
         assert_eq!(series("_OTHER"), ["3"], "{text}");
         assert!(!text.contains("BREW") && !text.contains("MINT"), "{text}");
+    }
+
+    #[test]
+    fn the_upstream_label_is_bounded() {
+        let metrics = Metrics::new(None).expect("metrics");
+        for i in 0..crate::config::MAX_UPSTREAMS + 10 {
+            metrics.upstream_attempt(&format!("10.0.0.{i}:80"), "ok");
+        }
+        metrics.upstream_attempt("10.0.0.0:80", "5xx");
+        let text = metrics.render();
+        let series: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("gateway_upstream_attempts_total{"))
+            .collect();
+        // 64 own labels (one with two outcomes) and one `_other`.
+        assert_eq!(series.len(), crate::config::MAX_UPSTREAMS + 2, "{text}");
+        assert!(
+            series
+                .iter()
+                .any(|l| l.contains("upstream=\"_other\"") && l.ends_with(" 10")),
+            "{text}"
+        );
     }
 
     #[test]
