@@ -218,20 +218,7 @@ pub fn targets(m: &Mixed) -> Vec<Target> {
     let throughput = learned.rps / best_rps.max(f64::MIN_POSITIVE);
     let p99 = learned.p99_ms / wasm.p99_ms.min(native.p99_ms).max(f64::MIN_POSITIVE);
     let target = |id: &str, description: &str, measured: f64, comparison: &str, limit: f64| {
-        let met = measured.is_finite()
-            && match comparison {
-                ">=" => measured >= limit,
-                _ => measured <= limit,
-            };
-        Target {
-            id: id.into(),
-            description: description.into(),
-            measured,
-            comparison: comparison.into(),
-            limit,
-            unit: "x".into(),
-            met,
-        }
+        Target::new(id, description, measured, comparison, limit, "x")
     };
     vec![
         target(

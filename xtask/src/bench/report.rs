@@ -248,7 +248,8 @@ pub struct Target {
 }
 
 impl Target {
-    fn new(
+    /// A target judged on `measured` (`met` when finite and within `limit`).
+    pub(super) fn new(
         id: &str,
         description: &str,
         measured: f64,
