@@ -46,6 +46,14 @@ K8S_VERSIONS = ("1.30", "1.37")
 # spin-operator's Service for a SpinApp: named after the app, port 80
 # (pkg/spinapp DefaultHTTPPort, internal/controller/service.go).
 SPINKUBE_SERVICE_PORT = 80
+# The port the app's pods listen on (the shim's `http-app`, port 80), which a
+# headless Service's DNS records lead to directly.
+SPINKUBE_POD_PORT = 80
+
+
+def ready_pod_selector(app_name):
+    """The label spin-operator puts on a SpinApp's ready pods (its Service's selector)."""
+    return {f"core.spinkube.dev/app.{app_name}.status": "ready"}
 EXECUTOR = "containerd-shim-spin"
 CONTAINERFILE = DEPLOY / "Containerfile"
 
@@ -323,8 +331,18 @@ def gateway_config(deploy, container, docs, errors):
         return None, None
 
 
-def check_listeners(config, container, app, errors):
-    """Listen addresses against container ports; upstream against the SpinApp's Service."""
+def headless_services(docs):
+    """Headless Services (no cluster IP) by name."""
+    return {
+        d["metadata"]["name"]: d
+        for d in docs
+        if d["kind"] == "Service" and d.get("spec", {}).get("clusterIP") == "None"
+    }
+
+
+def check_listeners(config, container, app, errors, docs=()):
+    """Listen addresses against container ports; upstream against the SpinApp's
+    Service, or a headless Service for its ready pods re-resolved by the gateway."""
     server = config.get("server", {})
     for field, port_name in (("listen", "http"), ("admin_listen", "admin")):
         host, _, port = server.get(field, "").rpartition(":")
@@ -341,12 +359,38 @@ def check_listeners(config, container, app, errors):
     elif app is not None:
         host, port = match.group(1), int(match.group(2))
         name, ns = app["metadata"]["name"], app["metadata"].get("namespace")
-        allowed = {name} | (
-            {f"{name}.{ns}", f"{name}.{ns}.svc", f"{name}.{ns}.svc.cluster.local"} if ns else set()
+
+        def names(service):
+            return {service} | (
+                {f"{service}.{ns}", f"{service}.{ns}.svc", f"{service}.{ns}.svc.cluster.local"}
+                if ns
+                else set()
+            )
+
+        headless = next(
+            (svc for svc_name, svc in headless_services(docs).items() if host in names(svc_name)),
+            None,
         )
-        if host not in allowed:
-            errors.append(f"[spin] upstream host {host!r} is not the SpinApp's Service {name!r}")
-        if port != SPINKUBE_SERVICE_PORT:
+        if headless is not None:
+            selector = headless["spec"].get("selector", {})
+            if selector != ready_pod_selector(name):
+                errors.append(
+                    f"[spin] upstream names the headless Service {headless['metadata']['name']!r}, "
+                    f"whose selector {selector} is not the SpinApp's ready pods {ready_pod_selector(name)}"
+                )
+            if port != SPINKUBE_POD_PORT:
+                errors.append(f"[spin] upstream port {port} is not the app pods' port {SPINKUBE_POD_PORT}")
+            if not isinstance(spin.get("resolve_every_ms"), int):
+                errors.append(
+                    "[spin] upstream names a headless Service but resolve_every_ms is not set: "
+                    "the pods would be one replica, resolved per connection"
+                )
+        elif host not in names(name):
+            errors.append(
+                f"[spin] upstream host {host!r} is not the SpinApp's Service {name!r} "
+                "nor a headless Service for its pods"
+            )
+        elif port != SPINKUBE_SERVICE_PORT:
             errors.append(
                 f"[spin] upstream port {port} is not the SpinApp Service's port {SPINKUBE_SERVICE_PORT}"
             )
@@ -464,7 +508,7 @@ def cross_errors(docs, with_secrets):
     config, _ = gateway_config(deploy, container, docs, errors)
     if config is None:
         return errors
-    check_listeners(config, container, app, errors)
+    check_listeners(config, container, app, errors, docs)
     check_pod(deploy, container, config, errors)
     check_neighbours(docs, deploy, container, errors)
     check_copies(docs, config, errors)
@@ -560,13 +604,33 @@ def mutation_cases(docs):
     return [
         (
             "upstream on the wrong port",
-            set_gateway_toml(docs, lambda t: t.replace("http://items:80", "http://items:8080")),
+            set_gateway_toml(docs, lambda t: t.replace("http://items-pods:80", "http://items-pods:8080")),
             "upstream port 8080",
         ),
         (
+            "the SpinApp's own Service on the wrong port",
+            set_gateway_toml(docs, lambda t: t.replace("http://items-pods:80", "http://items:8080")),
+            "upstream port 8080 is not the SpinApp Service's port",
+        ),
+        (
             "upstream names another Service",
-            set_gateway_toml(docs, lambda t: t.replace("http://items:80", "http://spin:80")),
+            set_gateway_toml(docs, lambda t: t.replace("http://items-pods:80", "http://spin:80")),
             "is not the SpinApp's Service",
+        ),
+        (
+            "headless Service selecting other pods",
+            mutated(
+                docs,
+                lambda d: next(
+                    x for x in d if x["kind"] == "Service" and x["metadata"]["name"] == "items-pods"
+                )["spec"].update(selector={"app": "items"}),
+            ),
+            "is not the SpinApp's ready pods",
+        ),
+        (
+            "headless Service without re-resolution",
+            set_gateway_toml(docs, lambda t: t.replace("resolve_every_ms = 5000\n", "")),
+            "resolve_every_ms is not set",
         ),
         (
             "gateway listens on loopback",
