@@ -127,6 +127,10 @@ pub fn mixed(env: &Env<'_>, fixed: u64) -> Result<Mixed> {
         servers.push((kind, text, server));
     }
     let seconds = if env.plan.quick { 2 } else { 6 };
+    // Long enough for the learned route to finish its warm-up in the big
+    // classes too (8 answers per path, a 10,000-item batch on Wasm taking
+    // about a second), so the runs measure its steady state.
+    let warmup = if env.plan.quick { 1 } else { 5 };
     let load = |kind: &str, server: &Server, phase: &str, secs: u64| Load {
         label: format!("mixed-{kind}-{phase}"),
         url: server.url("/validate"),
@@ -140,7 +144,7 @@ pub fn mixed(env: &Env<'_>, fixed: u64) -> Result<Mixed> {
     // learns its classes here; the others warm their caches).
     for (kind, _, server) in &servers {
         println!("xtask bench: mixed {kind}, warm-up");
-        wrk::run(&load(kind, server, "warmup", 1), &env.work)?;
+        wrk::run(&load(kind, server, "warmup", warmup), &env.work)?;
     }
     let mut runs: Vec<Vec<Stats>> = vec![Vec::new(); servers.len()];
     for round in 1..=2 {

@@ -202,7 +202,11 @@ fn a_path_that_slows_loses_its_traffic_and_wins_it_back_when_it_recovers() {
         back > 1_000,
         "not before the old estimate went stale: {back}"
     );
-    assert!(explored <= back / 20 + 1, "{explored} of {back}");
+    let share = Tuning::default().explore_share;
+    assert!(
+        explored as f64 <= (back as f64 * share).ceil() + 1.0,
+        "{explored} of {back}"
+    );
 }
 
 #[test]
@@ -213,9 +217,10 @@ fn exploration_is_capped_when_nothing_else_refreshes_the_other_path() {
     // goes stale again and again, each time refreshed by exploring.
     let counts = rig.run(10_000, SMALL, costs(SMALL));
     assert!(counts.explored > 0, "a stale path is explored: {counts:?}");
+    let share = Tuning::default().explore_share;
     assert!(
-        counts.explored <= 10_000 / 20 + 1,
-        "at most 5% explore: {counts:?}"
+        counts.explored as f64 <= (10_000.0 * share).ceil() + 1.0,
+        "at most {share} explore: {counts:?}"
     );
     assert_eq!(counts.explored, counts.wasm, "only Wasm was explored");
     assert_eq!(rig.choice(SMALL), Some(Path::Native));
