@@ -124,6 +124,15 @@ fn main() -> Result<()> {
                 .current_dir(&root)
                 .args(["test", "--workspace", "--locked"])
                 .args(&cargo_args))?;
+            // The criterion benches are not built by `cargo test`; build
+            // them (not run) so `cargo bench` keeps compiling.
+            run(Command::new(cargo()).current_dir(&root).args([
+                "test",
+                "--workspace",
+                "--locked",
+                "--benches",
+                "--no-run",
+            ]))?;
             // The benchmark's quick run: every scenario must run and the
             // report must match its schema (structure only, never times).
             // Skipped when only some tests were asked for.
