@@ -219,7 +219,7 @@ pub fn init(target: Option<&OtlpTarget>) -> anyhow::Result<TracingGuard> {
     // `enabled` can turn down the spans of requests it does not record.
     // The config's `[telemetry] trace_sample` replaces the default sample
     // once it is loaded (the subscriber is installed before).
-    let recorder = traces::layer(traces::DEFAULT_SAMPLE_ONE_IN, target.is_some(), log_level);
+    let recorder = traces::layer(target.is_some(), log_level);
     let logs = tracing_subscriber::registry()
         .with(recorder)
         .with(tracing_subscriber::fmt::layer().with_filter(log_filter));

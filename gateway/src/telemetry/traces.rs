@@ -565,12 +565,13 @@ pub struct Recorder {
     max_level: Option<LevelFilter>,
 }
 
-/// The recording layer, feeding [`store`]: `sample_one_in` is the head
-/// sample until the config sets its own ([`TraceStore::set_sample_one_in`]), `otel` whether the OpenTelemetry
-/// layer is installed too, `log_level` the level logs are kept at (the
-/// layer must not lower the subscriber's level hint below it).
-pub fn layer(sample_one_in: u32, otel: bool, log_level: Option<LevelFilter>) -> Recorder {
-    layer_for(store(), sample_one_in, otel, log_level)
+/// The recording layer, feeding [`store`] with the default head sample
+/// until the config sets its own ([`TraceStore::set_sample_one_in`]):
+/// `otel` whether the OpenTelemetry layer is installed too, `log_level`
+/// the level logs are kept at (the layer must not lower the subscriber's
+/// level hint below it).
+pub fn layer(otel: bool, log_level: Option<LevelFilter>) -> Recorder {
+    layer_for(store(), DEFAULT_SAMPLE_ONE_IN, otel, log_level)
 }
 
 /// [`layer`] feeding another store (tests).
