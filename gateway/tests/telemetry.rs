@@ -271,20 +271,49 @@ async fn spans_for_both_paths(protocol: &str) {
     assert_eq!(native.headers()["x-gateway-backend"], "native");
     gw.stop().await;
 
-    let mut spans = Vec::new();
-    for _ in 0..100 {
-        spans = parse_spans(&std::fs::read_to_string(&log).unwrap());
-        if spans
+    // The collector writes what it receives in its own time: wait (up to
+    // 10 s) until every span and metric checked below is in its log, not
+    // merely some of them (the readiness probe's span counts as a server
+    // span too, so a count of them is not enough).
+    let metrics = [
+        "gateway.request.duration",
+        "gateway.wasm.instantiate.duration",
+        "gateway.native.compute.duration",
+        "gateway.fallbacks",
+    ];
+    let complete = |spans: &[Span], text: &str| {
+        let named = |name: &str| spans.iter().any(|s| s.name == name);
+        spans
             .iter()
-            .filter(|s| s.kind == "SPAN_KIND_SERVER")
-            .count()
-            >= 2
-        {
+            .any(|s| s.kind == "SPAN_KIND_SERVER" && s.trace == CLIENT_TRACE)
+            && spans.iter().any(|s| {
+                s.kind == "SPAN_KIND_SERVER"
+                    && s.attrs.get("gateway.backend").map(String::as_str) == Some("native")
+            })
+            && [
+                "spin",
+                "native",
+                "wasm.instantiate",
+                "wasm.handle",
+                "native.queue",
+                "native.compute",
+            ]
+            .into_iter()
+            .all(named)
+            && metrics
+                .iter()
+                .all(|m| text.contains(&format!("Name: {m}\n")))
+    };
+    let mut spans = Vec::new();
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = std::fs::read_to_string(&log).unwrap();
+        spans = parse_spans(&text);
+        if complete(&spans, &text) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let text = std::fs::read_to_string(&log).unwrap();
     assert!(
         text.contains("service.name: Str(gateway-under-test)"),
         "OTEL_SERVICE_NAME is the resource"
@@ -358,12 +387,7 @@ async fn spans_for_both_paths(protocol: &str) {
     child_of(&spans, native, "native.compute");
 
     // Metrics went over OTLP too (flushed at shutdown).
-    for metric in [
-        "gateway.request.duration",
-        "gateway.wasm.instantiate.duration",
-        "gateway.native.compute.duration",
-        "gateway.fallbacks",
-    ] {
+    for metric in metrics {
         assert!(
             text.contains(&format!("Name: {metric}\n")),
             "metric {metric} exported over OTLP"
