@@ -136,7 +136,7 @@ pub struct RouteRequest {
 impl RouteRequest {
     /// A copy for a second backend, when the body is buffered: the head
     /// (without extensions, but for the replica [`Trail`] that retries
-    /// share) and the same bytes.
+    /// share and the request's CPU meter) and the same bytes.
     ///
     /// [`Trail`]: crate::proxy::elsewhere::Trail
     pub fn try_clone(&self) -> Option<RouteRequest> {
@@ -147,6 +147,10 @@ impl RouteRequest {
             .get::<crate::proxy::elsewhere::Trail>()
         {
             parts.extensions.insert(trail.clone());
+        }
+        // A metered request's retries are the same request's CPU.
+        if let Some(meter) = self.parts.extensions.get::<spin_host::cpu::CpuMeter>() {
+            parts.extensions.insert(meter.clone());
         }
         Some(RouteRequest {
             parts,

@@ -546,6 +546,8 @@ fn learned_still(route: &Value) -> Value {
                 c["choice"],
                 c["wasm"]["estimate_ms"],
                 c["native"]["estimate_ms"],
+                c["wasm"]["cpu_ms"],
+                c["native"]["cpu_ms"],
                 c["wasm"]["share"],
                 c["explored"],
                 c["switches"]
@@ -606,6 +608,16 @@ async fn the_dashboard_shows_what_learned_routing_decided(chromium: &Path) {
             assert!(
                 (shown - estimate).abs() < 1e-9,
                 "{id} {path} estimate: page {shown}, /admin/stats {estimate}"
+            );
+            // Every live answer's CPU time was metered, on both paths.
+            let cpu = class[path]["cpu_ms"].as_f64().expect("CPU metered");
+            assert!(cpu > 0.0, "{id} {path} CPU per request: {cpu}");
+            let shown: f64 = learned_cell(section, id, &format!("{path}-cpu"))
+                .parse()
+                .expect("a number");
+            assert!(
+                (shown - cpu).abs() < 1e-9,
+                "{id} {path} CPU: page {shown}, /admin/stats {cpu}"
             );
             let share = class[path]["share"].as_f64().expect("share");
             let shown: f64 = learned_cell(section, id, &format!("{path}-share"))

@@ -34,6 +34,7 @@ use wasmtime_wasi_http::p2::body::{HyperIncomingBody, HyperOutgoingBody};
 use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
 
 use crate::app::{AppInner, LoadedComponent};
+use crate::cpu::{CpuMeter, Metered};
 use crate::pool::Lease;
 use crate::routes::RouteMatch;
 use crate::wasi::HostState;
@@ -129,6 +130,9 @@ where
         Err(resp) => return *resp,
     };
     let id = component.ctx.id.clone();
+    // Taken out of the request, which the guest's store may outlive.
+    let mut req = req;
+    let meter = req.extensions_mut().remove::<CpuMeter>();
     let req = match prepare_request(req, &m, client_addr) {
         Ok(req) => req,
         Err(resp) => return *resp,
@@ -154,6 +158,7 @@ where
         call.request,
         call.outparam,
         deadlines,
+        meter,
     );
     let resp = await_response(call.response, task, done, &id, timeout).await;
     with_served(resp, served)
@@ -316,6 +321,8 @@ fn pass_request(
 /// Runs the guest's `handle` in its own task (it may stream the body after
 /// the response head), giving the instance back to the pool when it ends
 /// well and dropping it otherwise. The returned receiver says how it ended.
+/// With a `meter`, the task's CPU time is added to it.
+#[allow(clippy::too_many_arguments)]
 fn spawn_guest(
     app: &AppInner,
     index: usize,
@@ -324,6 +331,7 @@ fn spawn_guest(
     request: Resource<HostIncomingRequest>,
     outparam: Resource<HostResponseOutparam>,
     deadlines: Deadlines,
+    meter: Option<CpuMeter>,
 ) -> (AbortOnDrop, oneshot::Receiver<Outcome>) {
     let (done_tx, done_rx) = oneshot::channel::<Outcome>();
     let id = served.component.clone();
@@ -339,8 +347,7 @@ fn spawn_guest(
         permit,
         served_before,
     } = instance;
-    let task = tokio::spawn(
-        async move {
+    let guest = async move {
             let call = proxy
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, request, outparam);
@@ -364,8 +371,11 @@ fn spawn_guest(
             let _ = done_tx.send(outcome.clone());
             outcome
         }
-        .instrument(span),
-    );
+        .instrument(span);
+    let task = match meter {
+        Some(meter) => tokio::spawn(Metered::new(guest, meter)),
+        None => tokio::spawn(guest),
+    };
     (AbortOnDrop(task), done_rx)
 }
 

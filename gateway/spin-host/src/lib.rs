@@ -34,6 +34,7 @@
 #![deny(missing_docs)]
 
 mod app;
+pub mod cpu;
 mod db;
 mod handle;
 mod headers;

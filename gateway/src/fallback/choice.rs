@@ -27,7 +27,9 @@ use tower::Service;
 
 use crate::backend::{BackendError, BackendFuture, RouteRequest, SIZE_REASON};
 use crate::config::{FallbackTrigger, RouteConfig};
+use crate::native::NativeTiming;
 use crate::telemetry::size_class::SizeClass;
+use spin_host::cpu::{CpuMeter, Metered};
 
 /// Which path a request takes first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,7 +51,8 @@ pub struct Decision {
     pub predicted_ms: [Option<f64>; 2],
     /// The request's size class.
     pub class: SizeClass,
-    /// Requests in flight on the chosen path when it was sent.
+    /// Requests in flight when it was sent, as the choice counts them
+    /// (the learned choice: both paths of the route).
     pub pending: u32,
 }
 
@@ -89,6 +92,21 @@ pub trait PathChoice: Send + Sync + 'static {
     /// Called once per decision, also when the request was abandoned.
     fn observe(&self, outcome: Outcome) {
         let _ = outcome;
+    }
+
+    /// Whether [`PathChoice::spent`] is wanted: metering costs a
+    /// thread-CPU clock read around every poll, so only a choice that uses
+    /// it asks.
+    fn meters_cpu(&self) -> bool {
+        false
+    }
+
+    /// The CPU time the gateway spent on a request on every thread (its
+    /// task, the guest's task, a native worker), reported once all of its
+    /// work has ended, after [`PathChoice::observe`]. Only when
+    /// [`PathChoice::meters_cpu`].
+    fn spent(&self, decision: Decision, cpu: Duration) {
+        let _ = (decision, cpu);
     }
 }
 
@@ -199,29 +217,37 @@ where
         record_decision(&decision);
         // Reports the outcome to the choice however the call ends (also
         // when the client goes away and this future is dropped).
-        let mut pending = Pending::new(shared.clone(), decision);
+        let meter = shared.choice.meters_cpu().then(|| {
+            let shared = shared.clone();
+            CpuMeter::reporting(move |cpu| shared.choice.spent(decision, cpu))
+        });
+        if let Some(meter) = &meter {
+            // The embedded host meters the guest's task with it.
+            request.parts.extensions.insert(meter.clone());
+        }
+        let mut pending = Pending::new(shared.clone(), decision, meter.clone());
         if let Choice::Native(reason) = decision.choice {
             request.fallback = Some(reason);
-            let call = self.native.call(request);
+            let call = metered(self.native.call(request), &meter);
             return Box::pin(async move {
                 let result = call.await;
-                pending.done(None, true);
+                pending.done(None, true, native_cpu(&result));
                 result
             });
         }
         let Some(mut kept) = request.try_clone() else {
             let route = shared.route.clone();
             return Box::pin(async move {
-                pending.done(None, false);
+                pending.done(None, false, Duration::ZERO);
                 Ok(super::backends::misconfigured(&route))
             });
         };
-        let spin = self.spin.call(request);
+        let spin = metered(self.spin.call(request), &meter);
         let mut native = self.native.clone();
         Box::pin(async move {
             let failure = match spin.await {
                 Ok(response) => {
-                    pending.done(None, true);
+                    pending.done(None, true, Duration::ZERO);
                     shared.episode.spin_answered(&shared.route.name);
                     return Ok(response);
                 }
@@ -234,13 +260,13 @@ where
                     shared.episode.fell_back(&shared.route.name, reason);
                     tracing::Span::current().record("gateway.decision", "fallback");
                     kept.fallback = Some(reason);
-                    let answer = native.call(kept).await;
-                    pending.done(Some(trigger), true);
+                    let answer = metered(native.call(kept), &meter).await;
+                    pending.done(Some(trigger), true, native_cpu(&answer));
                     answer
                 }
                 None => {
                     // A client's fault says nothing of the path's cost.
-                    pending.done(trigger, trigger.is_some());
+                    pending.done(trigger, trigger.is_some(), Duration::ZERO);
                     Err(failure)
                 }
             }
@@ -263,27 +289,51 @@ fn record_decision(decision: &Decision) {
     }
 }
 
+/// `call` with its polls' CPU time added to `meter`, if there is one.
+fn metered(call: BackendFuture, meter: &Option<CpuMeter>) -> BackendFuture {
+    match meter {
+        Some(meter) => Box::pin(Metered::new(call, meter.clone())),
+        None => call,
+    }
+}
+
+/// The CPU time a native answer's worker spent computing it (on a
+/// blocking thread, which no metered poll sees).
+fn native_cpu(answer: &Result<Response, BackendError>) -> Duration {
+    answer
+        .as_ref()
+        .ok()
+        .and_then(|r| r.extensions().get::<NativeTiming>())
+        .map_or(Duration::ZERO, |t| t.cpu)
+}
+
 /// A decision not yet reported to the choice.
 struct Pending {
     shared: Arc<Shared>,
     decision: Decision,
     started: Instant,
+    meter: Option<CpuMeter>,
     reported: bool,
 }
 
 impl Pending {
-    fn new(shared: Arc<Shared>, decision: Decision) -> Self {
+    fn new(shared: Arc<Shared>, decision: Decision, meter: Option<CpuMeter>) -> Self {
         Pending {
             shared,
             decision,
             started: Instant::now(),
+            meter,
             reported: false,
         }
     }
 
-    /// The request is done; `timed` says whether its time is a sample.
-    fn done(&mut self, failure: Option<FallbackTrigger>, timed: bool) {
+    /// The request is done; `timed` says whether its time is a sample;
+    /// `off_meter` is CPU time no metered poll saw (a native worker's).
+    fn done(&mut self, failure: Option<FallbackTrigger>, timed: bool, off_meter: Duration) {
         self.reported = true;
+        if let Some(meter) = &self.meter {
+            meter.add(off_meter);
+        }
         self.shared.choice.observe(Outcome {
             decision: self.decision,
             failure,

@@ -37,6 +37,9 @@ pub struct NativeTiming {
     pub queued: Duration,
     /// Time spent computing.
     pub compute: Duration,
+    /// CPU time the computation took (its worker thread's CPU clock):
+    /// below `compute` when other work shared the cores.
+    pub cpu: Duration,
 }
 
 /// Requests that may wait for a native worker, per worker; beyond this
@@ -155,12 +158,14 @@ impl Native {
         let joined = tokio::task::spawn_blocking(move || {
             let _entered = compute_span.enter();
             let started = Instant::now();
+            let cpu_started = spin_host::cpu::thread_cpu();
             let result = items_core::validate_batch(&body, &trusted);
             drop(permit);
-            (result, started.elapsed())
+            let cpu = spin_host::cpu::thread_cpu().saturating_sub(cpu_started);
+            (result, started.elapsed(), cpu)
         })
         .await;
-        let (result, compute) = match joined {
+        let (result, compute, cpu) = match joined {
             Ok(done) => done,
             Err(e) => {
                 tracing::error!("native validate panicked: {e}");
@@ -176,9 +181,11 @@ impl Native {
             Ok(verdict) => self.verdict_response(&verdict),
             Err(e) => ProblemResponse(e.to_problem()).into_response(),
         };
-        response
-            .extensions_mut()
-            .insert(NativeTiming { queued, compute });
+        response.extensions_mut().insert(NativeTiming {
+            queued,
+            compute,
+            cpu,
+        });
         response
     }
 

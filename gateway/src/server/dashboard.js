@@ -153,8 +153,8 @@ function learnedWhyNone(classes) {
 }
 
 /// A learned route's estimates (`learned` in /admin/stats): per class, the
-/// path it picked, each path's Peak-EWMA estimate, predicted time and
-/// share of the requests, and where the choice changes path.
+/// path it picked, each path's Peak-EWMA estimate, CPU time, predicted
+/// cost and share of the requests, and where the choice changes path.
 function learnedTable(route) {
   const l = route.learned;
   if (!l) return "";
@@ -163,6 +163,7 @@ function learnedTable(route) {
   const side = (c, p) => {
     const s = c[p];
     return `<td class="${p}-estimate" data-value="${num(s.estimate_ms) ? s.estimate_ms : ""}">${fmt(s.estimate_ms, 3)}</td>
+      <td class="${p}-cpu" data-value="${num(s.cpu_ms) ? s.cpu_ms : ""}">${fmt(s.cpu_ms, 3)}</td>
       <td class="${p}-predicted" data-value="${num(s.predicted_ms) ? s.predicted_ms : ""}">${fmt(s.predicted_ms, 3)}</td>
       <td class="${p}-share" data-value="${s.share}">${fmt(100 * s.share, 1)}% <span class="note">of ${c.wasm.requests + c.native.requests}</span></td>
       <td class="${p}-evidence" data-value="${s.evidence}">${s.evidence >= l.tuning.min_samples / 2 ? fmt(s.evidence, 1) : `<span class="missing">stale (${fmt(s.evidence, 1)})</span>`}</td>`;
@@ -180,12 +181,14 @@ function learnedTable(route) {
     : `<div class="suggest learned" data-bytes="">Learned crossover: none (${learnedWhyNone(classes)}).</div>`;
   return `<h3>Learned routing: where each request goes, and why</h3>
     <table class="learned"><thead>
-    <tr><th rowspan="2">body size</th><th rowspan="2">path now</th><th colspan="4" class="wasm">Wasm</th><th colspan="4" class="native">native</th><th rowspan="2">explored</th><th rowspan="2">switches</th></tr>
-    <tr><th>estimate ms</th><th>predicted ms</th><th>share</th><th>evidence</th><th>estimate ms</th><th>predicted ms</th><th>share</th><th>evidence</th></tr>
+    <tr><th rowspan="2">body size</th><th rowspan="2">path now</th><th colspan="5" class="wasm">Wasm</th><th colspan="5" class="native">native</th><th rowspan="2">explored</th><th rowspan="2">switches</th></tr>
+    <tr><th>estimate ms</th><th>CPU ms</th><th>cost ms</th><th>share</th><th>evidence</th><th>estimate ms</th><th>CPU ms</th><th>cost ms</th><th>share</th><th>evidence</th></tr>
     </thead><tbody>${rows}</tbody></table>${cross}
     <div class="note">Estimate: Peak-EWMA of the path's latency in the class (live answers and shadow runs); it takes a slow answer at once and
-    forgets it over seconds, so it sits nearer the p99 than the p50 above. Predicted: the estimate scaled by the requests in flight on the path now. A class moves only when the other path is predicted ${fmt(100 * l.tuning.hysteresis, 0)}% faster and
-    ${l.tuning.confirm} answers in a row were slower than that, at least ${l.tuning.min_samples} answers after its last move; evidence below ${l.tuning.min_samples / 2} samples is stale and gets at most ${fmt(100 * l.tuning.explore_share, 0)}% of the class's requests to re-measure it.</div>`;
+    forgets it over seconds, so it sits nearer the p99 than the p50 above. CPU: the gateway's CPU time per request on the path, all threads.
+    Cost, what the choice compares: the estimate scaled by the requests in flight on the route now (${l.in_flight}, both paths: they share the cores), plus
+    what the path's CPU time costs them (${l.in_flight} &times; CPU / ${fmt(l.tuning.cores, 0)} cores). A class moves only when the other path's cost is ${fmt(100 * l.tuning.hysteresis, 0)}% lower and
+    ${l.tuning.confirm} answers in a row cost more than that, at least ${l.tuning.min_samples} answers after its last move; evidence below ${l.tuning.min_samples / 2} samples is stale and gets at most ${fmt(100 * l.tuning.explore_share, 0)}% of the class's requests to re-measure it.</div>`;
 }
 
 // ---- the crossover: latency against body size ----

@@ -62,6 +62,11 @@ pub struct MixedConfig {
     pub rps: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
+    /// Mean latency (in a closed loop: connections / throughput).
+    pub mean_ms: f64,
+    /// The gateway's CPU time over both runs / their requests, ms: what
+    /// bounds the throughput once the cores are saturated.
+    pub cpu_ms_per_request: f64,
     /// Largest relative spread between its two runs.
     pub spread: f64,
 }
@@ -147,19 +152,23 @@ pub fn mixed(env: &Env<'_>, fixed: u64) -> Result<Mixed> {
         wrk::run(&load(kind, server, "warmup", warmup), &env.work)?;
     }
     let mut runs: Vec<Vec<Stats>> = vec![Vec::new(); servers.len()];
+    let mut cpu = vec![0.0f64; servers.len()];
     for round in 1..=2 {
         for (i, (kind, _, server)) in servers.iter().enumerate() {
             println!("xtask bench: mixed {kind}, run {round}/2");
+            let before = server.cpu_seconds()?;
             runs[i].push(wrk::run(
                 &load(kind, server, &format!("run{round}"), seconds),
                 &env.work,
             )?);
+            cpu[i] += server.cpu_seconds()? - before;
         }
     }
     let configs: Vec<MixedConfig> = servers
         .iter()
         .zip(runs)
-        .map(|((kind, text, _), runs)| summarize(kind, text, runs))
+        .zip(cpu)
+        .map(|(((kind, text, _), runs), cpu)| summarize(kind, text, runs, cpu))
         .collect();
     let noise = configs.iter().map(|c| c.spread).fold(0.0, f64::max);
     Ok(Mixed {
@@ -172,7 +181,10 @@ pub fn mixed(env: &Env<'_>, fixed: u64) -> Result<Mixed> {
     })
 }
 
-fn summarize(kind: &str, text: &str, runs: Vec<Stats>) -> MixedConfig {
+/// One configuration's figures; `cpu` is the gateway's CPU seconds over
+/// its `runs`.
+fn summarize(kind: &str, text: &str, runs: Vec<Stats>, cpu: f64) -> MixedConfig {
+    let requests: u64 = runs.iter().map(|r| r.requests).sum();
     let mean = |f: fn(&Stats) -> f64| runs.iter().map(f).sum::<f64>() / runs.len().max(1) as f64;
     let spread_of = |f: fn(&Stats) -> f64| {
         let (lo, hi) = runs
@@ -198,6 +210,8 @@ fn summarize(kind: &str, text: &str, runs: Vec<Stats>) -> MixedConfig {
         rps: mean(rps),
         p50_ms: mean(p50),
         p99_ms: mean(p99),
+        mean_ms: mean(|s| s.mean_ms),
+        cpu_ms_per_request: cpu * 1e3 / requests.max(1) as f64,
         spread: spread_of(rps).max(spread_of(p50)).max(spread_of(p99)),
         runs,
     }
@@ -251,8 +265,11 @@ pub fn markdown(m: &Mixed) -> String {
         "## 7. Learned routing: mixed-size validate, {} connections\n\n\
          Batch sizes log-uniform from 1 to 10,000 items ({} sizes, mean body {:.0} KiB); \
          the fixed rule at `native_above_bytes = {}`. Two runs per configuration; \
-         the largest spread between two runs of one configuration (the noise) is {:.0}%.\n\n\
-         | configuration | route | req/s | p50 ms | p99 ms | runs (req/s) | spread |\n|---|---|---:|---:|---:|---|---:|",
+         the largest spread between two runs of one configuration (the noise) is {:.0}%. \
+         CPU/request is the gateway's CPU time (all threads, both paths) per request: with the \
+         cores saturated, the throughput follows it; and in a closed loop the mean latency is \
+         connections / throughput, however the requests are routed.\n\n\
+         | configuration | route | req/s | p50 ms | p99 ms | mean ms | CPU/request ms | runs (req/s) | spread |\n|---|---|---:|---:|---:|---:|---:|---|---:|",
         m.connections,
         m.items.len(),
         m.mean_body_bytes / 1024.0,
@@ -263,12 +280,14 @@ pub fn markdown(m: &Mixed) -> String {
         let runs: Vec<String> = c.runs.iter().map(|r| format!("{:.1}", r.rps)).collect();
         let _ = writeln!(
             md,
-            "| {} | `{}` | {:.1} | {:.1} | {:.1} | {} | {:.0}% |",
+            "| {} | `{}` | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {} | {:.0}% |",
             c.name,
             c.route,
             c.rps,
             c.p50_ms,
             c.p99_ms,
+            c.mean_ms,
+            c.cpu_ms_per_request,
             runs.join(", "),
             100.0 * c.spread
         );
@@ -307,6 +326,8 @@ mod tests {
             rps,
             p50_ms: 1.0,
             p99_ms: p99,
+            mean_ms: 1.0,
+            cpu_ms_per_request: 1.0,
             spread: 0.1,
         };
         let m = Mixed {

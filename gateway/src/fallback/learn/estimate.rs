@@ -14,12 +14,18 @@
 //!
 //! so a path is penalised at once for a slow answer and forgiven only as
 //! time passes. Tower multiplies the estimate by `pending + 1` to price
-//! the work waiting in front of a request. Here both paths of a route
-//! share the machine's cores and the estimate already contains the
-//! queueing its samples met, so the estimate is scaled by the pending
-//! count now over the pending count its samples met (kept as an EWMA of
-//! its own): a path with more work in flight than when it was measured
-//! is predicted slower, at once, before any of that work answers.
+//! the work waiting in front of a request. Here the estimate already
+//! contains the queueing its samples met, so it is scaled by the work in
+//! flight now over the work in flight its samples met (kept as an EWMA of
+//! its own): more work in flight than when it was measured predicts a
+//! later answer, at once, before any of that work answers. The caller
+//! counts the work of *both* paths, which share the machine's cores:
+//! counting only the path's own would make an idle path look fast while
+//! the other one keeps the cores busy.
+//!
+//! Each path also keeps an EWMA of the CPU time its requests take
+//! ([`Estimate::spend`]): the part of a request's cost that falls on the
+//! other requests in flight, not on itself (see [`super::Learned`]).
 //!
 //! Tower lets an idle estimate decay towards zero, so a replica that was
 //! slow is eventually tried again. Here the *evidence* decays instead:
@@ -44,6 +50,10 @@ pub struct Estimate {
     at: Duration,
     /// Samples ever taken (not decayed).
     samples: u64,
+    /// EWMA of the CPU time one request took, seconds.
+    cpu: f64,
+    /// CPU samples ever taken.
+    cpu_samples: u64,
 }
 
 /// The time constants of an [`Estimate`].
@@ -86,14 +96,35 @@ impl Estimate {
         self.samples += 1;
     }
 
+    /// Takes one CPU sample: a request on the path took `cpu` of the
+    /// machine's CPU time, on every thread. An ordinary EWMA (CPU time is
+    /// a property of the work, not a peak to react to) moving at least a
+    /// tenth of the way per sample.
+    pub fn spend(&mut self, now: Duration, cpu: Duration, decay: &Decay) {
+        let cpu = cpu.as_secs_f64();
+        if self.cpu_samples == 0 {
+            self.cpu = cpu;
+        } else {
+            let elapsed = now.saturating_sub(self.at).as_secs_f64();
+            let step = (1.0 - (-elapsed / decay.estimate.as_secs_f64()).exp()).max(0.1);
+            self.cpu = self.cpu * (1.0 - step) + cpu * step;
+        }
+        self.cpu_samples += 1;
+    }
+
+    /// The CPU time per request, seconds (`None` before any CPU sample).
+    pub fn cpu(&self) -> Option<f64> {
+        (self.cpu_samples > 0).then_some(self.cpu)
+    }
+
     /// The latency estimate, seconds (`None` before any sample).
     pub fn latency(&self) -> Option<f64> {
         (self.samples > 0).then_some(self.value)
     }
 
     /// The predicted completion time of a request sent now, when
-    /// `pending` requests are in flight on the path: the estimate, scaled
-    /// by the work in front of it against the work its samples met.
+    /// `pending` requests are in flight: the estimate, scaled by the work
+    /// in flight against the work its samples met.
     pub fn predict(&self, pending: u32) -> Option<f64> {
         self.latency()
             .map(|value| value * (1.0 + f64::from(pending)) / (1.0 + self.load))
@@ -165,6 +196,26 @@ mod tests {
         assert!((same - 0.010).abs() < 1e-4, "{same}");
         assert!(e.predict(7).unwrap() > 3.0 * same);
         assert!(e.predict(0).unwrap() < same);
+    }
+
+    #[test]
+    fn cpu_per_request_is_an_ordinary_average() {
+        let mut e = Estimate::default();
+        assert_eq!(e.cpu(), None);
+        e.spend(ms(0), ms(10), &DECAY);
+        assert_eq!(e.cpu(), Some(0.010));
+        // One expensive request moves it a tenth of the way, not to the peak.
+        e.spend(ms(1), ms(110), &DECAY);
+        let v = e.cpu().unwrap();
+        assert!((v - 0.020).abs() < 1e-9, "{v}");
+        for i in 2..200 {
+            e.spend(ms(i), ms(40), &DECAY);
+        }
+        let v = e.cpu().unwrap();
+        assert!((v - 0.040).abs() < 1e-4, "{v}");
+        // CPU samples are not latency samples.
+        assert_eq!(e.samples(), 0);
+        assert_eq!(e.latency(), None);
     }
 
     #[test]

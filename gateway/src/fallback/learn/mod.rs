@@ -4,11 +4,32 @@
 //!
 //! Per route and per request-size class ([`SizeClass`]) each path has a
 //! Peak-EWMA latency estimate ([`estimate`]), fed by live answers and by
-//! the paired shadow samples (which measure the path not chosen). A
-//! request goes to the path with the lower predicted completion time (the
-//! estimate, scaled by the work in flight on that path now against the
-//! work its samples met), with the guards a router between two runtimes
-//! needs:
+//! the paired shadow samples (which measure the path not chosen), and an
+//! average of the CPU time its requests take. A request goes to the path
+//! with the lower predicted cost:
+//!
+//! ```text
+//! cost(path) = latency(path) × (1 + in_flight) / (1 + in_flight its samples met)
+//!            + in_flight × cpu(path) / cores
+//! ```
+//!
+//! The first term is the request's own completion time: the estimate,
+//! scaled by the work in flight on the route now against the work its
+//! samples met. Both paths' requests count, because both paths run on the
+//! same cores (the embedded host and the native workers): a path is not
+//! fast because it is idle while the other keeps the cores busy. The
+//! second term is what the request costs everybody else: on a machine
+//! whose cores are shared, `cpu` seconds of work spread over `cores`
+//! cores delay each of the `in_flight` other requests by about
+//! `cpu / cores`. A choice on latency alone would send a mid-size batch
+//! to a path that answers it a little sooner while taking three times the
+//! CPU from every request behind it. With nothing else in flight the
+//! second term is zero and the faster path wins; under load the cheaper
+//! path does, unless the other is faster by more than it costs the rest.
+//! (CPU time is measured on the gateway's own threads, so a Wasm path on
+//! an external Spin costs the gateway only its proxying.)
+//!
+//! The choice has the guards a router between two runtimes needs:
 //!
 //! * **warm-up**: until both paths of a class have [`Tuning::min_samples`]
 //!   samples, requests alternate between them (`explore`);
@@ -29,10 +50,12 @@
 //!   Spin attempt that failed counts as a slow sample (twice the time the
 //!   request took, its fallback included).
 //!
-//! What it can get wrong, and the README says so: a path looks fast when
-//! it is idle (exploration and shadow samples meet an idle path), so under
-//! load a class may move to the idle path and back as the two estimates
-//! catch up; the dwell time and hysteresis bound how often.
+//! What it can get wrong, and the README says so: an estimate is only as
+//! good as the load its samples met, so when the load changes faster than
+//! the estimates decay a class may move and move back as the two catch
+//! up; the dwell time and hysteresis bound how often. The CPU term counts
+//! this route's requests in flight, not other routes' that share the
+//! cores.
 //!
 //! Time is read from an injected [`Clock`], so the tests are
 //! deterministic.
@@ -143,6 +166,9 @@ pub struct Tuning {
     pub confirm: u32,
     /// The estimates' time constants.
     pub decay: Decay,
+    /// The cores the paths share: a request's CPU time, spread over them,
+    /// is the delay it adds to each other request in flight.
+    pub cores: f64,
 }
 
 impl Tuning {
@@ -170,6 +196,7 @@ impl Default for Tuning {
                 // ≈ 7 s without a sample; of 32 (the cap), after ≈ 21 s.
                 max_weight: 32.0,
             },
+            cores: std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64),
         }
     }
 }
@@ -205,10 +232,10 @@ pub struct Verdict {
     pub path: Path,
     /// Why.
     pub why: Why,
-    /// The predicted completion times, seconds (`None`: not measured).
+    /// The predicted costs, seconds (`None`: not measured).
     pub predicted: [Option<f64>; 2],
-    /// Requests in flight on the chosen path when it was sent (this one
-    /// not counted).
+    /// Requests in flight on the route, both paths, when it was sent
+    /// (this one not counted).
     pub pending: u32,
 }
 
@@ -250,18 +277,31 @@ impl Learned {
         self.pending[path.index()].load(Ordering::Acquire)
     }
 
+    /// Requests in flight on both paths.
+    fn in_flight(&self) -> u32 {
+        self.pending(Path::Wasm)
+            .saturating_add(self.pending(Path::Native))
+    }
+
+    /// The predicted cost of a request on a path with estimate `e` when
+    /// `in_flight` requests are in flight (see the module docs).
+    fn cost(&self, e: &Estimate, in_flight: u32) -> Option<f64> {
+        let others = f64::from(in_flight) * e.cpu().unwrap_or(0.0) / self.tuning.cores.max(1.0);
+        e.predict(in_flight).map(|latency| latency + others)
+    }
+
     /// Picks the path for a request of `class`; `circuit_open` says Spin's
     /// breaker refuses calls. The request counts as in flight on that path
     /// until [`Learned::answered`] hears of it.
     pub fn decide(&self, class: SizeClass, circuit_open: bool) -> Verdict {
         let now = self.clock.now();
         let t = &self.tuning;
-        let pending = [self.pending(Path::Wasm), self.pending(Path::Native)];
+        let in_flight = self.in_flight();
         let mut classes = self.classes();
         let c = &mut classes[class.index()];
         let predicted = [
-            c.estimates[0].predict(pending[0]),
-            c.estimates[1].predict(pending[1]),
+            self.cost(&c.estimates[0], in_flight),
+            self.cost(&c.estimates[1], in_flight),
         ];
         let weight = [
             c.estimates[0].weight(now, &t.decay),
@@ -302,7 +342,7 @@ impl Learned {
             path,
             why,
             predicted,
-            pending: pending[path.index()],
+            pending: in_flight,
         }
     }
 
@@ -344,7 +384,8 @@ impl Learned {
 
     /// A request sent by [`Learned::decide`] to `path` is done: `took` is
     /// the sample it gives (`None`: no sample, e.g. the client went away),
-    /// taken with `pending` other requests in flight when it was sent.
+    /// taken with `pending` other requests in flight (both paths) when it
+    /// was sent.
     pub fn answered(&self, class: SizeClass, path: Path, pending: u32, took: Option<Duration>) {
         let counter = &self.pending[path.index()];
         let _ = counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
@@ -358,23 +399,36 @@ impl Learned {
         self.classes()[class.index()].estimates[path.index()].latency()
     }
 
+    /// A request of `class` on `path` took `cpu` of the gateway's CPU
+    /// time, all its work done (reported after [`Learned::answered`]).
+    pub fn spent(&self, class: SizeClass, path: Path, cpu: Duration) {
+        let now = self.clock.now();
+        let decay = self.tuning.decay;
+        self.classes()[class.index()].estimates[path.index()].spend(now, cpu, &decay);
+    }
+
     /// A shadow run measured `path` on a request of `class` (the path not
     /// chosen for it).
     pub fn shadow(&self, class: SizeClass, path: Path, took: Duration) {
-        self.sample(class, path, self.pending(path), took, false);
+        self.sample(class, path, self.in_flight(), took, false);
     }
 
     fn sample(&self, class: SizeClass, path: Path, pending: u32, took: Duration, live: bool) {
         let now = self.clock.now();
-        let other_pending = self.pending(path.other());
+        let in_flight = self.in_flight();
         let t = &self.tuning;
         let mut classes = self.classes();
         let c = &mut classes[class.index()];
         c.estimates[path.index()].observe(now, took, pending, &t.decay);
         if live && c.current == Some(path) {
             c.since_switch += 1;
-            let other = c.estimates[path.other().index()].predict(other_pending);
-            let slower = other.is_some_and(|o| took.as_secs_f64() > o * (1.0 + t.hysteresis));
+            // The answer's cost (its time, plus what its path's CPU costs
+            // the others) against the other path's predicted cost.
+            let others = f64::from(in_flight) * c.estimates[path.index()].cpu().unwrap_or(0.0)
+                / t.cores.max(1.0);
+            let cost = took.as_secs_f64() + others;
+            let other = self.cost(&c.estimates[path.other().index()], in_flight);
+            let slower = other.is_some_and(|o| cost > o * (1.0 + t.hysteresis));
             c.slower_streak = if slower { c.slower_streak + 1 } else { 0 };
         }
     }
@@ -384,7 +438,7 @@ impl Learned {
     pub fn snapshot(&self) -> LearnedSnapshot {
         let now = self.clock.now();
         let t = &self.tuning;
-        let pending = [self.pending(Path::Wasm), self.pending(Path::Native)];
+        let in_flight = self.in_flight();
         let classes = self.classes();
         let rows: Vec<ClassRow> = SizeClass::ALL
             .into_iter()
@@ -397,7 +451,8 @@ impl Learned {
                         let e = &c.estimates[p.index()];
                         PathRow {
                             estimate_ms: e.latency().map(|s| s * 1000.0),
-                            predicted_ms: e.predict(pending[p.index()]).map(|s| s * 1000.0),
+                            predicted_ms: self.cost(e, in_flight).map(|s| s * 1000.0),
+                            cpu_ms: e.cpu().map(|s| s * 1000.0),
                             evidence: e.weight(now, &t.decay),
                             samples: e.samples(),
                             requests: c.requests[p.index()],
@@ -436,7 +491,9 @@ impl Learned {
                 confirm: t.confirm,
                 estimate_decay_ms: t.decay.estimate.as_millis() as u64,
                 evidence_decay_ms: t.decay.evidence.as_millis() as u64,
+                cores: t.cores,
             },
+            in_flight,
         }
     }
 }
@@ -485,8 +542,12 @@ pub struct Crossover {
 pub struct PathRow {
     /// The Peak-EWMA latency estimate, ms (`null` before any sample).
     pub estimate_ms: Option<f64>,
-    /// Predicted completion time of a request sent now, ms.
+    /// Predicted cost of a request sent now, ms: its completion time
+    /// plus what its CPU time costs the requests in flight.
     pub predicted_ms: Option<f64>,
+    /// The CPU time a request takes on this path, ms (`null` before the
+    /// first report).
+    pub cpu_ms: Option<f64>,
     /// Samples behind the estimate, faded with time (trusted from
     /// `tuning.min_samples`).
     pub evidence: f64,
@@ -534,6 +595,8 @@ pub struct TuningRow {
     pub estimate_decay_ms: u64,
     /// How fast the evidence behind an estimate fades, ms.
     pub evidence_decay_ms: u64,
+    /// See [`Tuning::cores`].
+    pub cores: f64,
 }
 
 /// A learned route in `/admin/stats` (`learned`).
@@ -546,6 +609,9 @@ pub struct LearnedSnapshot {
     pub crossover: Option<Crossover>,
     /// The tuning in force.
     pub tuning: TuningRow,
+    /// Requests in flight on the route now (both paths): what the
+    /// predictions are for.
+    pub in_flight: u32,
 }
 
 #[cfg(test)]

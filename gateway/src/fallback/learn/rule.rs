@@ -3,6 +3,7 @@
 //! counted in the metrics.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::{Learned, Path, Why};
 use crate::backend::{CircuitState, RouteRequest};
@@ -76,6 +77,18 @@ impl PathChoice for LearnedRule {
             class,
             pending: verdict.pending,
         }
+    }
+
+    fn meters_cpu(&self) -> bool {
+        true
+    }
+
+    fn spent(&self, decision: Decision, cpu: Duration) {
+        let path = match decision.choice {
+            Choice::Spin => Path::Wasm,
+            Choice::Native(_) => Path::Native,
+        };
+        self.learned.spent(decision.class, path, cpu);
     }
 
     fn observe(&self, outcome: Outcome) {

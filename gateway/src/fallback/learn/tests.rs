@@ -25,6 +25,8 @@ impl Clock for Manual {
 
 const SMALL: SizeClass = SizeClass::Le1KiB;
 const BIG: SizeClass = SizeClass::Le4MiB;
+/// The class of background load.
+const OTHER: SizeClass = SizeClass::Le16KiB;
 
 fn ms(n: f64) -> Duration {
     Duration::from_secs_f64(n / 1000.0)
@@ -38,9 +40,38 @@ struct Rig {
 impl Rig {
     fn new() -> Rig {
         let clock = Manual::default();
+        // Two cores whatever the machine running the test has.
+        let tuning = Tuning {
+            cores: 2.0,
+            ..Tuning::default()
+        };
         Rig {
-            learned: Learned::new(Tuning::default(), Box::new(clock.clone())),
+            learned: Learned::new(tuning, Box::new(clock.clone())),
             clock,
+        }
+    }
+
+    /// Like [`Rig::request`], and the request took `cpu(path)` ms of CPU.
+    fn request_with_cpu(
+        &self,
+        class: SizeClass,
+        cost: impl Fn(Path) -> f64,
+        cpu: impl Fn(Path) -> f64,
+    ) -> Verdict {
+        let v = self.request(class, cost);
+        self.learned.spent(class, v.path, ms(cpu(v.path)));
+        v
+    }
+
+    /// `n` requests of another class sent and not answered: load.
+    fn hold(&self, n: usize) -> Vec<Verdict> {
+        (0..n).map(|_| self.learned.decide(OTHER, false)).collect()
+    }
+
+    /// The held requests are cancelled.
+    fn release(&self, held: Vec<Verdict>) {
+        for v in held {
+            self.learned.answered(OTHER, v.path, v.pending, None);
         }
     }
 
@@ -280,38 +311,93 @@ fn a_path_whose_breaker_is_open_is_never_chosen() {
 }
 
 #[test]
-fn work_in_flight_is_priced_in_and_slow_answers_confirm_a_switch() {
+fn work_in_flight_slows_both_paths_so_an_idle_path_is_not_fast_for_being_idle() {
     let rig = Rig::new();
-    // Both paths cost the same when measured one at a time...
-    rig.run(17, BIG, |_| 10.0);
-    let first = rig.choice(BIG).expect("learned");
-    for _ in 0..8 {
-        rig.request(BIG, |_| 10.0);
+    rig.run(17, BIG, costs(BIG));
+    assert_eq!(rig.choice(BIG), Some(Path::Wasm));
+    // Requests pile up on Wasm. Each prediction includes the work in
+    // front of it, before any of it has answered, on both paths alike:
+    // they share the cores, so native, idle, is not faster for it.
+    let held: Vec<Verdict> = (0..12).map(|_| rig.learned.decide(BIG, false)).collect();
+    assert!(held.iter().all(|v| v.path == Path::Wasm), "{held:?}");
+    let predicted = |p: Path| -> Vec<f64> {
+        held.iter()
+            .map(|v| v.predicted[p.index()].expect("measured"))
+            .collect()
+    };
+    let (wasm, native) = (predicted(Path::Wasm), predicted(Path::Native));
+    assert!(wasm.windows(2).all(|w| w[1] > w[0]), "{wasm:?}");
+    assert!(wasm[11] > 10.0 * wasm[0], "{wasm:?}");
+    for (w, n) in wasm.iter().zip(&native) {
+        assert!(
+            (n / w - 4.0).abs() < 0.01,
+            "native stays 4x Wasm: {n} / {w}"
+        );
     }
-    // ...then requests pile up on the chosen path: each one's prediction
-    // includes the work in front of it, before any of it has answered.
-    let held: Vec<Verdict> = (0..6).map(|_| rig.learned.decide(BIG, false)).collect();
-    let predicted: Vec<f64> = held
-        .iter()
-        .map(|v| v.predicted[first.index()].expect("measured"))
-        .collect();
-    assert!(predicted.windows(2).all(|w| w[1] > w[0]), "{predicted:?}");
-    assert!(predicted[5] > 5.0 * predicted[0], "{predicted:?}");
-    // The held requests answer slowly (they queued): once `confirm` of
-    // them in a row were slower than the other path's prediction, the
-    // class moves.
-    for (i, v) in held.iter().enumerate() {
-        assert_eq!(rig.choice(BIG), Some(first), "after {i} slow answers");
+    // They answer as late as the queue they met made them: no switch.
+    for v in &held {
         rig.clock.advance(ms(1.0));
-        rig.learned
-            .answered(BIG, v.path, v.pending, Some(ms(30.0 + 10.0 * i as f64)));
-        if i + 1 >= 4 {
+        let took = 10.0 * (1.0 + f64::from(v.pending));
+        rig.learned.answered(BIG, v.path, v.pending, Some(ms(took)));
+    }
+    assert_eq!(rig.switches(BIG), 0);
+    assert_eq!(rig.learned.decide(BIG, false).path, Path::Wasm);
+}
+
+/// Wasm answers a little sooner than native's queue lets native, but
+/// takes more than three times its CPU time.
+fn greedy(p: Path) -> f64 {
+    match p {
+        Path::Wasm => 40.0,
+        Path::Native => 50.0,
+    }
+}
+
+fn cpu(p: Path) -> f64 {
+    match p {
+        Path::Wasm => 40.0,
+        Path::Native => 12.0,
+    }
+}
+
+#[test]
+fn under_load_a_path_is_charged_for_the_cpu_it_takes_from_the_others() {
+    let rig = Rig::new();
+    // Measured with 8 others in flight: each ms of CPU on 2 cores delays
+    // them by 4 ms in all, so Wasm costs 40 + 8 x 40 / 2 = 200 and native
+    // 50 + 8 x 12 / 2 = 98, though Wasm answers sooner.
+    let held = rig.hold(8);
+    for _ in 0..17 {
+        rig.request_with_cpu(BIG, greedy, cpu);
+    }
+    assert_eq!(rig.choice(BIG), Some(Path::Native));
+    let v = rig.learned.decide(BIG, false);
+    assert_eq!((v.path, v.pending), (Path::Native, 8));
+    let (w, n) = (v.predicted_ms(Path::Wasm), v.predicted_ms(Path::Native));
+    let (w, n) = w.zip(n).expect("both measured");
+    assert!((w - 200.0).abs() < 1.0 && (n - 98.0).abs() < 1.0, "{w} {n}");
+    rig.learned.answered(BIG, v.path, v.pending, None);
+    // The load goes: nobody else pays for Wasm's CPU now, and it answers
+    // sooner, so once native has dwelt and its answers confirm it, the
+    // class moves to Wasm.
+    rig.release(held);
+    let mut back = None;
+    for n in 1..=40 {
+        rig.request_with_cpu(BIG, greedy, cpu);
+        if rig.choice(BIG) == Some(Path::Wasm) {
+            back = Some(n);
             break;
         }
     }
-    let next = rig.learned.decide(BIG, false);
-    assert_eq!(next.path, first.other(), "{next:?}");
-    assert_eq!(rig.switches(BIG), 1);
+    let back = back.expect("on Wasm once idle");
+    assert!(
+        back <= 16,
+        "after the dwell and the confirming answers: {back}"
+    );
+    let v = rig.learned.decide(BIG, false);
+    assert_eq!((v.path, v.pending), (Path::Wasm, 0));
+    // Alone, the CPU term is zero: a prediction is the latency alone.
+    assert!(v.predicted[0] < v.predicted[1], "{v:?}");
 }
 
 #[test]
