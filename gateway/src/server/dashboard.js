@@ -186,8 +186,8 @@ function learnedTable(route) {
     </thead><tbody>${rows}</tbody></table>${cross}
     <div class="note">Estimate: Peak-EWMA of the path's latency in the class (live answers and shadow runs); it takes a slow answer at once and
     forgets it over seconds, so it sits nearer the p99 than the p50 above. CPU: the gateway's CPU time per request on the path, all threads.
-    Cost, what the choice compares: the estimate scaled by the requests in flight on the route now (${l.in_flight}, both paths: they share the cores), plus
-    what the path's CPU time costs them (${l.in_flight} &times; CPU / ${fmt(l.tuning.cores, 0)} cores). A class moves only when the other path's cost is ${fmt(100 * l.tuning.hysteresis, 0)}% lower and
+    Cost, what the choice compares: the estimate scaled by the requests in flight on the path now, plus what the path's CPU time costs
+    the ${l.in_flight} requests in flight on the route, on both paths, which share the cores (${l.in_flight} &times; CPU / ${fmt(l.tuning.cores, 0)} cores). A class moves only when the other path's cost is ${fmt(100 * l.tuning.hysteresis, 0)}% lower and
     ${l.tuning.confirm} answers in a row cost more than that, at least ${l.tuning.min_samples} answers after its last move; evidence below ${l.tuning.min_samples / 2} samples is stale and gets at most ${fmt(100 * l.tuning.explore_share, 0)}% of the class's requests to re-measure it.</div>`;
 }
 

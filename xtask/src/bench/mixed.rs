@@ -62,8 +62,6 @@ pub struct MixedConfig {
     pub rps: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
-    /// Mean latency (in a closed loop: connections / throughput).
-    pub mean_ms: f64,
     /// The gateway's CPU time over both runs / their requests, ms: what
     /// bounds the throughput once the cores are saturated.
     pub cpu_ms_per_request: f64,
@@ -210,7 +208,6 @@ fn summarize(kind: &str, text: &str, runs: Vec<Stats>, cpu: f64) -> MixedConfig 
         rps: mean(rps),
         p50_ms: mean(p50),
         p99_ms: mean(p99),
-        mean_ms: mean(|s| s.mean_ms),
         cpu_ms_per_request: cpu * 1e3 / requests.max(1) as f64,
         spread: spread_of(rps).max(spread_of(p50)).max(spread_of(p99)),
         runs,
@@ -267,9 +264,8 @@ pub fn markdown(m: &Mixed) -> String {
          the fixed rule at `native_above_bytes = {}`. Two runs per configuration; \
          the largest spread between two runs of one configuration (the noise) is {:.0}%. \
          CPU/request is the gateway's CPU time (all threads, both paths) per request: with the \
-         cores saturated, the throughput follows it; and in a closed loop the mean latency is \
-         connections / throughput, however the requests are routed.\n\n\
-         | configuration | route | req/s | p50 ms | p99 ms | mean ms | CPU/request ms | runs (req/s) | spread |\n|---|---|---:|---:|---:|---:|---:|---|---:|",
+         cores saturated, the throughput follows it.\n\n\
+         | configuration | route | req/s | p50 ms | p99 ms | CPU/request ms | runs (req/s) | spread |\n|---|---|---:|---:|---:|---:|---|---:|",
         m.connections,
         m.items.len(),
         m.mean_body_bytes / 1024.0,
@@ -280,13 +276,12 @@ pub fn markdown(m: &Mixed) -> String {
         let runs: Vec<String> = c.runs.iter().map(|r| format!("{:.1}", r.rps)).collect();
         let _ = writeln!(
             md,
-            "| {} | `{}` | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {} | {:.0}% |",
+            "| {} | `{}` | {:.1} | {:.1} | {:.1} | {:.2} | {} | {:.0}% |",
             c.name,
             c.route,
             c.rps,
             c.p50_ms,
             c.p99_ms,
-            c.mean_ms,
             c.cpu_ms_per_request,
             runs.join(", "),
             100.0 * c.spread
@@ -326,7 +321,6 @@ mod tests {
             rps,
             p50_ms: 1.0,
             p99_ms: p99,
-            mean_ms: 1.0,
             cpu_ms_per_request: 1.0,
             spread: 0.1,
         };

@@ -16,12 +16,9 @@
 //! time passes. Tower multiplies the estimate by `pending + 1` to price
 //! the work waiting in front of a request. Here the estimate already
 //! contains the queueing its samples met, so it is scaled by the work in
-//! flight now over the work in flight its samples met (kept as an EWMA of
-//! its own): more work in flight than when it was measured predicts a
-//! later answer, at once, before any of that work answers. The caller
-//! counts the work of *both* paths, which share the machine's cores:
-//! counting only the path's own would make an idle path look fast while
-//! the other one keeps the cores busy.
+//! flight on the path now over the work in flight its samples met (kept
+//! as an EWMA of its own): more work in flight than when it was measured
+//! predicts a later answer, at once, before any of that work answers.
 //!
 //! Each path also keeps an EWMA of the CPU time its requests take
 //! ([`Estimate::spend`]): the part of a request's cost that falls on the
@@ -123,8 +120,8 @@ impl Estimate {
     }
 
     /// The predicted completion time of a request sent now, when
-    /// `pending` requests are in flight: the estimate, scaled by the work
-    /// in flight against the work its samples met.
+    /// `pending` requests are in flight on the path: the estimate, scaled
+    /// by the work in front of it against the work its samples met.
     pub fn predict(&self, pending: u32) -> Option<f64> {
         self.latency()
             .map(|value| value * (1.0 + f64::from(pending)) / (1.0 + self.load))

@@ -9,30 +9,34 @@
 //! with the lower predicted cost:
 //!
 //! ```text
-//! cost(path) = latency(path) × (1 + in_flight) / (1 + in_flight its samples met)
+//! cost(path) = latency(path) × (1 + pending(path)) / (1 + pending its samples met)
 //!            + in_flight × cpu(path) / cores
 //! ```
 //!
-//! The first term is the request's own completion time: the estimate,
-//! scaled by the work in flight on the route now against the work its
-//! samples met. Both paths' requests count, because both paths run on the
-//! same cores (the embedded host and the native workers): a path is not
-//! fast because it is idle while the other keeps the cores busy. The
-//! second term is what the request costs everybody else: on a machine
-//! whose cores are shared, `cpu` seconds of work spread over `cores`
-//! cores delay each of the `in_flight` other requests by about
-//! `cpu / cores`. A choice on latency alone would send a mid-size batch
-//! to a path that answers it a little sooner while taking three times the
-//! CPU from every request behind it. With nothing else in flight the
-//! second term is zero and the faster path wins; under load the cheaper
-//! path does, unless the other is faster by more than it costs the rest.
-//! (CPU time is measured on the gateway's own threads, so a Wasm path on
-//! an external Spin costs the gateway only its proxying.)
+//! The first term is the request's own completion time, tower's
+//! Peak-EWMA prediction: the estimate, scaled by the requests in flight
+//! on that path now against those its samples met, so a burst sent to one
+//! path raises its price before any of it has answered (without it, ten
+//! 10,000-item batches would go to Wasm before the first came back ten
+//! seconds later). The second term is what the request costs everybody
+//! else: both paths run on the same cores (the embedded host and the
+//! native workers), and `cpu` seconds of work spread over `cores` cores
+//! delay each of the `in_flight` requests on the route, whichever path
+//! they are on, by about `cpu / cores`. This is what keeps an idle path
+//! from looking cheap for being idle while the other keeps the cores
+//! busy, and what keeps a mid-size batch off a path that answers it a
+//! little sooner while taking three times the CPU from every request
+//! behind it. With nothing else in flight the second term is zero and the
+//! faster path wins; under load the cheaper path does, unless the other
+//! is faster by more than it costs the rest. (CPU time is measured on the
+//! gateway's own threads, so a Wasm path on an external Spin costs the
+//! gateway only its proxying.)
 //!
 //! The choice has the guards a router between two runtimes needs:
 //!
 //! * **warm-up**: until both paths of a class have [`Tuning::min_samples`]
-//!   samples, requests alternate between them (`explore`);
+//!   samples, each path short of them is sent one request of the class at
+//!   a time (`explore`), the others go to the cheaper path so far;
 //! * **staleness**: the evidence behind an estimate fades with time; below
 //!   half the minimum samples the estimate is stale;
 //! * **hysteresis**: a class switches only when the other path is
@@ -214,6 +218,8 @@ struct Class {
     slower_streak: u32,
     /// Requests sent to each path.
     requests: [u64; 2],
+    /// Requests of this class in flight on each path.
+    in_flight: [u32; 2],
     /// Requests sent to refresh a stale path (after warm-up).
     explored: u64,
     /// Exploration credit: each request adds `explore_share`, an
@@ -234,8 +240,8 @@ pub struct Verdict {
     pub why: Why,
     /// The predicted costs, seconds (`None`: not measured).
     pub predicted: [Option<f64>; 2],
-    /// Requests in flight on the route, both paths, when it was sent
-    /// (this one not counted).
+    /// Requests in flight on the chosen path when it was sent (this one
+    /// not counted).
     pub pending: u32,
 }
 
@@ -284,10 +290,11 @@ impl Learned {
     }
 
     /// The predicted cost of a request on a path with estimate `e` when
-    /// `in_flight` requests are in flight (see the module docs).
-    fn cost(&self, e: &Estimate, in_flight: u32) -> Option<f64> {
+    /// `pending` requests are in flight on that path and `in_flight` on
+    /// the route (see the module docs).
+    fn cost(&self, e: &Estimate, pending: u32, in_flight: u32) -> Option<f64> {
         let others = f64::from(in_flight) * e.cpu().unwrap_or(0.0) / self.tuning.cores.max(1.0);
-        e.predict(in_flight).map(|latency| latency + others)
+        e.predict(pending).map(|latency| latency + others)
     }
 
     /// Picks the path for a request of `class`; `circuit_open` says Spin's
@@ -296,12 +303,13 @@ impl Learned {
     pub fn decide(&self, class: SizeClass, circuit_open: bool) -> Verdict {
         let now = self.clock.now();
         let t = &self.tuning;
-        let in_flight = self.in_flight();
+        let pending = [self.pending(Path::Wasm), self.pending(Path::Native)];
+        let in_flight = pending[0].saturating_add(pending[1]);
         let mut classes = self.classes();
         let c = &mut classes[class.index()];
         let predicted = [
-            self.cost(&c.estimates[0], in_flight),
-            self.cost(&c.estimates[1], in_flight),
+            self.cost(&c.estimates[0], pending[0], in_flight),
+            self.cost(&c.estimates[1], pending[1], in_flight),
         ];
         let weight = [
             c.estimates[0].weight(now, &t.decay),
@@ -315,15 +323,31 @@ impl Learned {
         let (path, why) = if circuit_open {
             (Path::Native, Why::CircuitOpen)
         } else if c.current.is_none() && !measured {
-            // Warm-up: the path given fewer requests (Wasm on a tie), so
-            // concurrent requests split before any has answered.
-            c.warmup += 1;
-            let path = if c.requests[1] < c.requests[0] {
-                Path::Native
-            } else {
-                Path::Wasm
+            // Warm-up: a path still short of samples gets a request when
+            // none of this class is in flight on it (the one given fewer
+            // requests first, Wasm on a tie), so a class measures each path
+            // one request at a time and never sends a burst of big batches
+            // to a path that may take ten times longer. Meanwhile the rest
+            // go to the cheaper path on the evidence so far.
+            let short = |p: Path| {
+                (c.estimates[p.index()].samples() as f64) < t.min_samples
+                    && c.in_flight[p.index()] == 0
             };
-            (path, Why::Explore)
+            match (short(Path::Wasm), short(Path::Native)) {
+                (true, true) if c.requests[1] < c.requests[0] => {
+                    c.warmup += 1;
+                    (Path::Native, Why::Explore)
+                }
+                (true, _) => {
+                    c.warmup += 1;
+                    (Path::Wasm, Why::Explore)
+                }
+                (false, true) => {
+                    c.warmup += 1;
+                    (Path::Native, Why::Explore)
+                }
+                (false, false) => (cheaper(predicted), Why::Learned),
+            }
         } else {
             let current = self.settle(c, predicted, now);
             let other = current.other();
@@ -337,12 +361,13 @@ impl Learned {
             }
         };
         c.requests[path.index()] += 1;
+        c.in_flight[path.index()] += 1;
         self.pending[path.index()].fetch_add(1, Ordering::AcqRel);
         Verdict {
             path,
             why,
             predicted,
-            pending: in_flight,
+            pending: pending[path.index()],
         }
     }
 
@@ -351,11 +376,7 @@ impl Learned {
     /// dwell.
     fn settle(&self, c: &mut Class, predicted: [Option<f64>; 2], now: Duration) -> Path {
         let t = &self.tuning;
-        let faster = match predicted {
-            [Some(w), Some(n)] if n < w => Path::Native,
-            [Some(_), Some(_)] | [Some(_), None] => Path::Wasm,
-            [None, _] => Path::Native,
-        };
+        let faster = cheaper(predicted);
         let Some(current) = c.current else {
             c.current = Some(faster);
             c.since_switch = 0;
@@ -384,11 +405,16 @@ impl Learned {
 
     /// A request sent by [`Learned::decide`] to `path` is done: `took` is
     /// the sample it gives (`None`: no sample, e.g. the client went away),
-    /// taken with `pending` other requests in flight (both paths) when it
+    /// taken with `pending` other requests in flight on the path when it
     /// was sent.
     pub fn answered(&self, class: SizeClass, path: Path, pending: u32, took: Option<Duration>) {
         let counter = &self.pending[path.index()];
         let _ = counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        {
+            let mut classes = self.classes();
+            let n = &mut classes[class.index()].in_flight[path.index()];
+            *n = n.saturating_sub(1);
+        }
         if let Some(took) = took {
             self.sample(class, path, pending, took, true);
         }
@@ -410,11 +436,12 @@ impl Learned {
     /// A shadow run measured `path` on a request of `class` (the path not
     /// chosen for it).
     pub fn shadow(&self, class: SizeClass, path: Path, took: Duration) {
-        self.sample(class, path, self.in_flight(), took, false);
+        self.sample(class, path, self.pending(path), took, false);
     }
 
     fn sample(&self, class: SizeClass, path: Path, pending: u32, took: Duration, live: bool) {
         let now = self.clock.now();
+        let other_pending = self.pending(path.other());
         let in_flight = self.in_flight();
         let t = &self.tuning;
         let mut classes = self.classes();
@@ -427,7 +454,7 @@ impl Learned {
             let others = f64::from(in_flight) * c.estimates[path.index()].cpu().unwrap_or(0.0)
                 / t.cores.max(1.0);
             let cost = took.as_secs_f64() + others;
-            let other = self.cost(&c.estimates[path.other().index()], in_flight);
+            let other = self.cost(&c.estimates[path.other().index()], other_pending, in_flight);
             let slower = other.is_some_and(|o| cost > o * (1.0 + t.hysteresis));
             c.slower_streak = if slower { c.slower_streak + 1 } else { 0 };
         }
@@ -438,6 +465,7 @@ impl Learned {
     pub fn snapshot(&self) -> LearnedSnapshot {
         let now = self.clock.now();
         let t = &self.tuning;
+        let pending = [self.pending(Path::Wasm), self.pending(Path::Native)];
         let in_flight = self.in_flight();
         let classes = self.classes();
         let rows: Vec<ClassRow> = SizeClass::ALL
@@ -451,7 +479,9 @@ impl Learned {
                         let e = &c.estimates[p.index()];
                         PathRow {
                             estimate_ms: e.latency().map(|s| s * 1000.0),
-                            predicted_ms: self.cost(e, in_flight).map(|s| s * 1000.0),
+                            predicted_ms: self
+                                .cost(e, pending[p.index()], in_flight)
+                                .map(|s| s * 1000.0),
                             cpu_ms: e.cpu().map(|s| s * 1000.0),
                             evidence: e.weight(now, &t.decay),
                             samples: e.samples(),
@@ -495,6 +525,16 @@ impl Learned {
             },
             in_flight,
         }
+    }
+}
+
+/// The path with the lower predicted cost; a path with a prediction over
+/// one without; native when neither has one.
+fn cheaper(predicted: [Option<f64>; 2]) -> Path {
+    match predicted {
+        [Some(w), Some(n)] if n < w => Path::Native,
+        [Some(_), Some(_)] | [Some(_), None] => Path::Wasm,
+        [None, _] => Path::Native,
     }
 }
 
