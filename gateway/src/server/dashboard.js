@@ -272,7 +272,7 @@ function crossoverMarks(route, configRoute, bench, x, top, bottom) {
       const xx = x(Math.max(learned.bytes, 64));
       svg += `<line class="learned" x1="${xx}" x2="${xx}" y1="${top}" y2="${bottom}" stroke="#d0312d" stroke-width="1.5"/><text x="${xx + 4}" y="${top + 10}" fill="#d0312d">learned: native ${learned.native === "above" ? "above" : "below"}</text>`;
     }
-    text += `<div class="suggest configured" data-bytes="learn">Configured: <code>native_above_bytes = "learn"</code>; each request goes to the path predicted faster for its size (table above).</div>`;
+    text += `<div class="suggest configured" data-bytes="learn">Configured: <code>native_above_bytes = "learn"</code>; each request goes to the path with the lower predicted cost for its size: its latency plus the CPU it takes from the requests in flight (table above).</div>`;
   } else if (num(configured)) {
     const xx = x(Math.max(configured, 64));
     svg += `<line class="configured" x1="${xx}" x2="${xx}" y1="${top}" y2="${bottom}" stroke="#d0312d" stroke-width="1.5"/><text x="${xx + 4}" y="${top + 10}" fill="#d0312d">native_above_bytes</text>`;

@@ -40,7 +40,7 @@
 //! * **staleness**: the evidence behind an estimate fades with time; below
 //!   half the minimum samples the estimate is stale;
 //! * **hysteresis**: a class switches only when the other path is
-//!   predicted faster by more than [`Tuning::hysteresis`], when the last
+//!   predicted cheaper by more than [`Tuning::hysteresis`], when the last
 //!   [`Tuning::confirm`] answers on the current path were each slower than
 //!   that prediction (one slow answer is a peak, not a trend), and only
 //!   after the current path has answered `min_samples` requests since the
