@@ -82,11 +82,17 @@ impl CpuMeter {
 
     /// Runs `f` on this thread and adds the CPU time it took.
     pub fn run<T>(&self, f: impl FnOnce() -> T) -> T {
-        let start = thread_cpu();
-        let out = f();
-        self.add(thread_cpu().saturating_sub(start));
+        let (out, cpu) = measure(f);
+        self.add(cpu);
         out
     }
+}
+
+/// Runs `f` on this thread; what it returned and the CPU time it took.
+pub fn measure<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+    let start = thread_cpu();
+    let out = f();
+    (out, thread_cpu().saturating_sub(start))
 }
 
 /// The calling thread's CPU time so far.
@@ -119,10 +125,8 @@ impl<F: Future> Future for Metered<F> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = &mut *self;
-        let start = thread_cpu();
-        let out = this.inner.as_mut().poll(cx);
-        this.meter.add(thread_cpu().saturating_sub(start));
-        out
+        let inner = this.inner.as_mut();
+        this.meter.run(|| inner.poll(cx))
     }
 }
 

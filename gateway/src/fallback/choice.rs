@@ -51,8 +51,7 @@ pub struct Decision {
     pub predicted_ms: [Option<f64>; 2],
     /// The request's size class.
     pub class: SizeClass,
-    /// Requests in flight when it was sent, as the choice counts them
-    /// (the learned choice: both paths of the route).
+    /// Requests in flight on the chosen path when it was sent.
     pub pending: u32,
 }
 

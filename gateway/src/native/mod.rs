@@ -158,10 +158,9 @@ impl Native {
         let joined = tokio::task::spawn_blocking(move || {
             let _entered = compute_span.enter();
             let started = Instant::now();
-            let cpu_started = spin_host::cpu::thread_cpu();
-            let result = items_core::validate_batch(&body, &trusted);
+            let (result, cpu) =
+                spin_host::cpu::measure(|| items_core::validate_batch(&body, &trusted));
             drop(permit);
-            let cpu = spin_host::cpu::thread_cpu().saturating_sub(cpu_started);
             (result, started.elapsed(), cpu)
         })
         .await;

@@ -293,8 +293,14 @@ impl Learned {
     /// `pending` requests are in flight on that path and `in_flight` on
     /// the route (see the module docs).
     fn cost(&self, e: &Estimate, pending: u32, in_flight: u32) -> Option<f64> {
-        let others = f64::from(in_flight) * e.cpu().unwrap_or(0.0) / self.tuning.cores.max(1.0);
-        e.predict(pending).map(|latency| latency + others)
+        e.predict(pending)
+            .map(|latency| latency + self.cost_to_others(e, in_flight))
+    }
+
+    /// What a request on a path with estimate `e` costs the `in_flight`
+    /// others: its CPU time spread over the cores, for each of them.
+    fn cost_to_others(&self, e: &Estimate, in_flight: u32) -> f64 {
+        f64::from(in_flight) * e.cpu().unwrap_or(0.0) / self.tuning.cores.max(1.0)
     }
 
     /// Picks the path for a request of `class`; `circuit_open` says Spin's
@@ -333,20 +339,18 @@ impl Learned {
                 (c.estimates[p.index()].samples() as f64) < t.min_samples
                     && c.in_flight[p.index()] == 0
             };
-            match (short(Path::Wasm), short(Path::Native)) {
-                (true, true) if c.requests[1] < c.requests[0] => {
+            let measure = match (short(Path::Wasm), short(Path::Native)) {
+                (true, true) if c.requests[1] < c.requests[0] => Some(Path::Native),
+                (true, _) => Some(Path::Wasm),
+                (false, true) => Some(Path::Native),
+                (false, false) => None,
+            };
+            match measure {
+                Some(path) => {
                     c.warmup += 1;
-                    (Path::Native, Why::Explore)
+                    (path, Why::Explore)
                 }
-                (true, _) => {
-                    c.warmup += 1;
-                    (Path::Wasm, Why::Explore)
-                }
-                (false, true) => {
-                    c.warmup += 1;
-                    (Path::Native, Why::Explore)
-                }
-                (false, false) => (cheaper(predicted), Why::Learned),
+                None => (cheaper(predicted), Why::Learned),
             }
         } else {
             let current = self.settle(c, predicted, now);
@@ -451,9 +455,8 @@ impl Learned {
             c.since_switch += 1;
             // The answer's cost (its time, plus what its path's CPU costs
             // the others) against the other path's predicted cost.
-            let others = f64::from(in_flight) * c.estimates[path.index()].cpu().unwrap_or(0.0)
-                / t.cores.max(1.0);
-            let cost = took.as_secs_f64() + others;
+            let cost =
+                took.as_secs_f64() + self.cost_to_others(&c.estimates[path.index()], in_flight);
             let other = self.cost(&c.estimates[path.other().index()], other_pending, in_flight);
             let slower = other.is_some_and(|o| cost > o * (1.0 + t.hysteresis));
             c.slower_streak = if slower { c.slower_streak + 1 } else { 0 };
@@ -466,7 +469,7 @@ impl Learned {
         let now = self.clock.now();
         let t = &self.tuning;
         let pending = [self.pending(Path::Wasm), self.pending(Path::Native)];
-        let in_flight = self.in_flight();
+        let in_flight = pending[0].saturating_add(pending[1]);
         let classes = self.classes();
         let rows: Vec<ClassRow> = SizeClass::ALL
             .into_iter()

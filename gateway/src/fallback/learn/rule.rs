@@ -84,19 +84,13 @@ impl PathChoice for LearnedRule {
     }
 
     fn spent(&self, decision: Decision, cpu: Duration) {
-        let path = match decision.choice {
-            Choice::Spin => Path::Wasm,
-            Choice::Native(_) => Path::Native,
-        };
-        self.learned.spent(decision.class, path, cpu);
+        self.learned
+            .spent(decision.class, path_of(decision.choice), cpu);
     }
 
     fn observe(&self, outcome: Outcome) {
         let d = outcome.decision;
-        let path = match d.choice {
-            Choice::Spin => Path::Wasm,
-            Choice::Native(_) => Path::Native,
-        };
+        let path = path_of(d.choice);
         let sample = match (outcome.failure, outcome.took) {
             (_, None) => None,
             // Refused by the breaker: says nothing of how fast Spin is.
@@ -112,5 +106,13 @@ impl PathChoice for LearnedRule {
             self.metrics
                 .learned_estimate(&self.route, d.class, path.as_str(), estimate);
         }
+    }
+}
+
+/// The path a choice sent a request to.
+fn path_of(choice: Choice) -> Path {
+    match choice {
+        Choice::Spin => Path::Wasm,
+        Choice::Native(_) => Path::Native,
     }
 }
