@@ -384,6 +384,7 @@ pub fn validate(env: &Env<'_>) -> Result<Validate> {
                     connections: 1,
                     duration: Duration::from_secs(seconds),
                     stop_after: None,
+                    think: None,
                 };
                 (server, load)
             })
@@ -476,6 +477,7 @@ pub fn hello(env: &Env<'_>) -> Result<Hello> {
         connections,
         duration: Duration::from_secs(env.plan.hello_seconds),
         stop_after: None,
+        think: None,
     };
     let (gateway, admin) =
         env.gateway("hello-native", HELLO_MANIFEST, &hello_routes(), "/hello")?;
@@ -565,6 +567,7 @@ pub fn overhead(env: &Env<'_>) -> Result<Overhead> {
                 connections,
                 duration: Duration::from_secs(env.plan.overhead_seconds),
                 stop_after: None,
+                think: None,
             };
             let loads = [
                 (direct, load("direct", direct, direct_path)),
@@ -667,6 +670,7 @@ pub fn rss(env: &Env<'_>) -> Result<Rss> {
                 connections,
                 duration: cap,
                 stop_after: Some(until.saturating_sub(served).max(1)),
+                think: None,
             },
             &env.work,
         )?;

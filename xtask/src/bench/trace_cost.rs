@@ -92,6 +92,7 @@ pub fn trace_cost(env: &Env<'_>) -> Result<TraceCost> {
                 connections: CONNECTIONS,
                 duration: Duration::from_secs(env.plan.trace_seconds),
                 stop_after: None,
+                think: None,
             };
             println!("xtask bench: {}, round {}/{rounds}", load.label, round + 1);
             if round == 0 {

@@ -42,6 +42,12 @@ pub struct Load {
     /// Stop after about this many responses (the run then uses one thread;
     /// `duration` is only a cap).
     pub stop_after: Option<u64>,
+    /// Each connection waits an exponentially distributed think time of
+    /// this mean before each request (`None`: none, the closed loop). With
+    /// many connections and a think time far above the latency, requests
+    /// arrive at about `connections / think` per second whatever the
+    /// latency: the many-clients, open-loop-like load of a public API.
+    pub think: Option<Duration>,
 }
 
 /// What one wrk run measured.
@@ -241,6 +247,24 @@ fn lua_script(load: &Load) -> String {
             );
         }
     }
+    if let Some(think) = load.think {
+        // wrk calls `delay` before every request of a connection, the first
+        // included; each thread has its own Lua state, seeded apart by
+        // `setup` so the two threads' clients do not think in step.
+        let _ = write!(
+            lua,
+            "local threads = 0\nfunction setup(thread)\n  \
+               threads = threads + 1\n  \
+               thread:set(\"seed\", threads)\nend\n\
+             local seeded = false\nfunction delay()\n  \
+               if not seeded then\n    \
+                 math.randomseed(7919 * (seed or 1))\n    \
+                 seeded = true\n  \
+               end\n  \
+               return -math.log(1 - math.random()) * {:.3}\nend\n",
+            think.as_secs_f64() * 1e3
+        );
+    }
     if let Some(limit) = load.stop_after {
         // wrk's main thread sleeps for the whole `-d`; stopping the (only)
         // thread is not enough, so wrk is also sent the SIGINT that ends a
@@ -307,12 +331,15 @@ mod tests {
             connections: 4,
             duration: Duration::from_secs(1),
             stop_after: Some(500),
+            think: Some(Duration::from_millis(2500)),
         };
         let lua = lua_script(&load);
         assert!(lua.contains(r#"slurp("/tmp/a \"b\".json")"#), "{lua}");
         assert!(lua.contains("if seen == 500 then"), "{lua}");
         assert!(lua.contains("ffi.C.kill(ffi.C.getpid(), 2)"), "{lua}");
         assert!(lua.contains("function done("), "{lua}");
+        assert!(lua.contains("function delay()"), "{lua}");
+        assert!(lua.contains("math.random()) * 2500.000"), "{lua}");
         assert_eq!(file_stem(&load.label), "mix-test");
     }
 }
