@@ -272,7 +272,7 @@ fn mixed_routing(r: &Report, area: &Area<'_>) -> Result<()> {
     let mut chart = ChartBuilder::on(area)
         .caption(
             format!(
-                "Mixed validate, {} connections: two runs each",
+                "Mixed validate, closed loop at {} connections: two runs each",
                 m.connections
             ),
             (FONT, 22),
