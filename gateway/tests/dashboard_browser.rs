@@ -648,6 +648,10 @@ async fn the_dashboard_shows_what_learned_routing_decided(chromium: &Path) {
                 .expect("a number");
             assert!((shown - share).abs() < 1e-9, "{id} {path} share");
         }
+        // Nothing is in flight: native's predicted wait is none, and shown.
+        assert_eq!(class["native"]["wait_ms"].as_f64(), Some(0.0), "{id}");
+        assert_eq!(learned_cell(section, id, "native-wait"), "0", "{id}");
+        assert_eq!(class["wasm"]["wait_ms"], Value::Null, "{id}");
         let switches = class["switches"].as_u64().expect("switches");
         assert_eq!(learned_cell(section, id, "switches"), switches.to_string());
     }

@@ -66,6 +66,9 @@ pub struct Outcome {
     /// when the request says nothing of the path's cost (the client went
     /// away, or broke its own request).
     pub took: Option<Duration>,
+    /// The part of `took` a native answer waited for a worker (its
+    /// [`NativeTiming`]); zero when Spin answered.
+    pub queued: Duration,
 }
 
 /// Picks a request's path on an `auto` route, and may learn from what
@@ -230,14 +233,15 @@ where
             let call = metered(self.native.call(request), &meter);
             return Box::pin(async move {
                 let result = call.await;
-                pending.done(None, true, native_cpu(&result));
+                let timing = native_timing(&result);
+                pending.done(None, true, timing.cpu, timing.queued);
                 result
             });
         }
         let Some(mut kept) = request.try_clone() else {
             let route = shared.route.clone();
             return Box::pin(async move {
-                pending.done(None, false, Duration::ZERO);
+                pending.done(None, false, Duration::ZERO, Duration::ZERO);
                 Ok(super::backends::misconfigured(&route))
             });
         };
@@ -246,7 +250,7 @@ where
         Box::pin(async move {
             let failure = match spin.await {
                 Ok(response) => {
-                    pending.done(None, true, Duration::ZERO);
+                    pending.done(None, true, Duration::ZERO, Duration::ZERO);
                     shared.episode.spin_answered(&shared.route.name);
                     return Ok(response);
                 }
@@ -260,12 +264,15 @@ where
                     tracing::Span::current().record("gateway.decision", "fallback");
                     kept.fallback = Some(reason);
                     let answer = metered(native.call(kept), &meter).await;
-                    pending.done(Some(trigger), true, native_cpu(&answer));
+                    // A sample of the Spin attempt (the choice made), so
+                    // native's wait is part of what choosing Spin cost.
+                    let cpu = native_timing(&answer).cpu;
+                    pending.done(Some(trigger), true, cpu, Duration::ZERO);
                     answer
                 }
                 None => {
                     // A client's fault says nothing of the path's cost.
-                    pending.done(trigger, trigger.is_some(), Duration::ZERO);
+                    pending.done(trigger, trigger.is_some(), Duration::ZERO, Duration::ZERO);
                     Err(failure)
                 }
             }
@@ -296,14 +303,16 @@ fn metered(call: BackendFuture, meter: &Option<CpuMeter>) -> BackendFuture {
     }
 }
 
-/// The CPU time a native answer's worker spent computing it (on a
-/// blocking thread, which no metered poll sees).
-fn native_cpu(answer: &Result<Response, BackendError>) -> Duration {
+/// How long a native answer waited for a worker, and the CPU time the
+/// worker spent computing it (on a blocking thread, which no metered poll
+/// sees); zeros when it carries none (shed, or not native).
+fn native_timing(answer: &Result<Response, BackendError>) -> NativeTiming {
     answer
         .as_ref()
         .ok()
         .and_then(|r| r.extensions().get::<NativeTiming>())
-        .map_or(Duration::ZERO, |t| t.cpu)
+        .copied()
+        .unwrap_or_default()
 }
 
 /// A decision not yet reported to the choice.
@@ -327,8 +336,15 @@ impl Pending {
     }
 
     /// The request is done; `timed` says whether its time is a sample;
-    /// `off_meter` is CPU time no metered poll saw (a native worker's).
-    fn done(&mut self, failure: Option<FallbackTrigger>, timed: bool, off_meter: Duration) {
+    /// `off_meter` is CPU time no metered poll saw (a native worker's);
+    /// `queued` the part of its time it waited for a native worker.
+    fn done(
+        &mut self,
+        failure: Option<FallbackTrigger>,
+        timed: bool,
+        off_meter: Duration,
+        queued: Duration,
+    ) {
         self.reported = true;
         if let Some(meter) = &self.meter {
             meter.add(off_meter);
@@ -337,6 +353,7 @@ impl Pending {
             decision: self.decision,
             failure,
             took: timed.then(|| self.started.elapsed()),
+            queued,
         });
     }
 }
@@ -348,6 +365,7 @@ impl Drop for Pending {
                 decision: self.decision,
                 failure: None,
                 took: None,
+                queued: Duration::ZERO,
             });
         }
     }

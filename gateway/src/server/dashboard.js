@@ -162,7 +162,10 @@ function learnedTable(route) {
   if (!classes.length) return `<h3>Learned routing</h3><p class="empty">No requests learned from yet.</p>`;
   const side = (c, p) => {
     const s = c[p];
-    return `<td class="${p}-estimate" data-value="${num(s.estimate_ms) ? s.estimate_ms : ""}">${fmt(s.estimate_ms, 3)}</td>
+    const wait = p === "native"
+      ? `<td class="native-wait" data-value="${num(s.wait_ms) ? s.wait_ms : ""}">${fmt(s.wait_ms, 3)}</td>`
+      : "";
+    return `<td class="${p}-estimate" data-value="${num(s.estimate_ms) ? s.estimate_ms : ""}">${fmt(s.estimate_ms, 3)}</td>${wait}
       <td class="${p}-cpu" data-value="${num(s.cpu_ms) ? s.cpu_ms : ""}">${fmt(s.cpu_ms, 3)}</td>
       <td class="${p}-predicted" data-value="${num(s.predicted_ms) ? s.predicted_ms : ""}">${fmt(s.predicted_ms, 3)}</td>
       <td class="${p}-share" data-value="${s.share}">${fmt(100 * s.share, 1)}% <span class="note">of ${c.wasm.requests + c.native.requests}</span></td>
@@ -181,12 +184,14 @@ function learnedTable(route) {
     : `<div class="suggest learned" data-bytes="">Learned crossover: none (${learnedWhyNone(classes)}).</div>`;
   return `<h3>Learned routing: where each request goes, and why</h3>
     <table class="learned"><thead>
-    <tr><th rowspan="2">body size</th><th rowspan="2">path now</th><th colspan="5" class="wasm">Wasm</th><th colspan="5" class="native">native</th><th rowspan="2">explored</th><th rowspan="2">switches</th></tr>
-    <tr><th>estimate ms</th><th>CPU ms</th><th>cost ms</th><th>share</th><th>evidence</th><th>estimate ms</th><th>CPU ms</th><th>cost ms</th><th>share</th><th>evidence</th></tr>
+    <tr><th rowspan="2">body size</th><th rowspan="2">path now</th><th colspan="5" class="wasm">Wasm</th><th colspan="6" class="native">native</th><th rowspan="2">explored</th><th rowspan="2">switches</th></tr>
+    <tr><th>estimate ms</th><th>CPU ms</th><th>cost ms</th><th>share</th><th>evidence</th><th>compute ms</th><th>wait ms</th><th>CPU ms</th><th>cost ms</th><th>share</th><th>evidence</th></tr>
     </thead><tbody>${rows}</tbody></table>${cross}
     <div class="note">Estimate: Peak-EWMA of the path's latency in the class (live answers and shadow runs); it takes a slow answer at once and
-    forgets it over seconds, so it sits nearer the p99 than the p50 above. CPU: the gateway's CPU time per request on the path, all threads.
-    Cost, what the choice compares: the estimate scaled by the requests in flight on the path now, plus what the path's CPU time costs
+    forgets it over seconds, so it sits nearer the p99 than the p50 above. On native it is the compute time after a worker took the request;
+    wait: how long a request sent now would wait for one of the ${fmt(l.tuning.workers, 0)} native workers, from the requests in flight on them now.
+    CPU: the gateway's CPU time per request on the path, all threads.
+    Cost, what the choice compares: Wasm's estimate scaled by the requests in flight on it now, or native's compute plus its wait, plus what the path's CPU time costs
     the ${l.in_flight} requests in flight on the route, on both paths, which share the cores (${l.in_flight} &times; CPU / ${fmt(l.tuning.cores, 0)} cores). A class moves only when the other path's cost is ${fmt(100 * l.tuning.hysteresis, 0)}% lower and
     ${l.tuning.confirm} answers in a row cost more than that, at least ${l.tuning.min_samples} answers after its last move; evidence below ${l.tuning.min_samples / 2} samples is stale and gets at most ${fmt(100 * l.tuning.explore_share, 0)}% of the class's requests to re-measure it.</div>`;
 }

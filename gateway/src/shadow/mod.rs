@@ -35,7 +35,7 @@ use tracing::Instrument;
 use crate::backend::{Backend, RequestBody, clone_parts};
 use crate::config::RouteConfig;
 use crate::fallback::learn::{Learned, Path};
-use crate::native::Native;
+use crate::native::{Native, NativeTiming};
 use crate::spin::SpinBackend;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::size_class::SizeClass;
@@ -227,12 +227,21 @@ async fn run(job: Job, metrics: &Metrics, stats: &Stats) {
             tokio::time::timeout(route.timeout, call).await.ok()?.ok()?
         };
         let status = response.status().as_u16();
+        let queued = response
+            .extensions()
+            .get::<NativeTiming>()
+            .map_or(Duration::ZERO, |t| t.queued);
         let body = response.into_body().collect().await.ok()?.to_bytes();
-        Some((status, body))
+        Some((status, body, queued))
     }
     .instrument(span.clone())
     .await;
     let took = started.elapsed();
+    // A native shadow's wait for a worker, apart from its compute.
+    let (answer, queued) = match answer {
+        Some((status, body, queued)) => (Some((status, body)), queued),
+        None => (None, Duration::ZERO),
+    };
     span.record("gateway.shadow.shadow_ms", took.as_secs_f64() * 1000.0);
     metrics.shadow_duration(&route.name, shadow_backend.as_str(), took);
     let matched = answer
@@ -263,7 +272,7 @@ async fn run(job: Job, metrics: &Metrics, stats: &Stats) {
         } else {
             Path::Wasm
         };
-        learned.shadow(class, path, took);
+        learned.shadow(class, path, took, queued);
     }
     if !matched {
         let (status, body) = answer.unwrap_or((0, Bytes::new()));

@@ -9,24 +9,43 @@
 //! with the lower predicted cost:
 //!
 //! ```text
-//! cost(path) = latency(path) × (1 + pending(path)) / (1 + pending its samples met)
-//!            + in_flight × cpu(path) / cores
+//! cost(wasm)   = latency(wasm) × (1 + pending(wasm)) / (1 + pending its samples met)
+//!              + in_flight × cpu(wasm) / cores
+//! cost(native) = compute(native) + wait(native)
+//!              + in_flight × cpu(native) / cores
+//! wait(native) = 0                                              if pending(native) < workers
+//!              = (pending(native) − workers + 1) × mean compute in flight / workers   otherwise
 //! ```
 //!
-//! The first term is the request's own completion time, tower's
+//! The first line is the request's own completion time, tower's
 //! Peak-EWMA prediction: the estimate, scaled by the requests in flight
 //! on that path now against those its samples met, so a burst sent to one
 //! path raises its price before any of it has answered (without it, ten
 //! 10,000-item batches would go to Wasm before the first came back ten
-//! seconds later). The second term is what the request costs everybody
-//! else: both paths run on the same cores (the embedded host and the
-//! native workers), and `cpu` seconds of work spread over `cores` cores
+//! seconds later).
+//!
+//! The native path is priced from two parts, because it reports them:
+//! each answer says how long it waited for one of the native workers and
+//! how long it then computed ([`crate::native::NativeTiming`]). Its
+//! Peak-EWMA estimate is of the compute time alone, and its wait is
+//! predicted from the queue in front of the workers *now*: nothing while
+//! a worker is free, else the requests ahead of it, each costing the
+//! compute estimate of its own class, spread over the workers. Priced as
+//! one Peak-EWMA, a small batch that once waited behind two 10,000-item
+//! batches would make native's *peak* its queue, hundreds of times its
+//! compute, and keep the class on Wasm long after the queue was gone at
+//! twice the CPU (measured under steady load, see the README). Wasm's peak
+//! is its service time, so a single estimate suits it.
+//!
+//! The last term of each is what the request costs everybody else: both
+//! paths run on the same cores (the embedded host and the native
+//! workers), and `cpu` seconds of work spread over `cores` cores
 //! delay each of the `in_flight` requests on the route, whichever path
 //! they are on, by about `cpu / cores`. This is what keeps an idle path
 //! from looking cheap for being idle while the other keeps the cores
 //! busy, and what keeps a mid-size batch off a path that answers it a
 //! little sooner while taking three times the CPU from every request
-//! behind it. With nothing else in flight the second term is zero and the
+//! behind it. With nothing else in flight that term is zero and the
 //! faster path wins; under load the cheaper path does, unless the other
 //! is faster by more than it costs the rest. (CPU time is measured on the
 //! gateway's own threads, so a Wasm path on an external Spin costs the
@@ -57,9 +76,9 @@
 //! What it can get wrong, and the README says so: an estimate is only as
 //! good as the load its samples met, so when the load changes faster than
 //! the estimates decay a class may move and move back as the two catch
-//! up; the dwell time and hysteresis bound how often. The CPU term counts
-//! this route's requests in flight, not other routes' that share the
-//! cores.
+//! up; the dwell time and hysteresis bound how often. The CPU term and
+//! native's wait count this route's requests in flight, not other
+//! routes' that share the cores and the native workers.
 //!
 //! Time is read from an injected [`Clock`], so the tests are
 //! deterministic.
@@ -173,6 +192,9 @@ pub struct Tuning {
     /// The cores the paths share: a request's CPU time, spread over them,
     /// is the delay it adds to each other request in flight.
     pub cores: f64,
+    /// The native path's workers: a native request waits for one when
+    /// this many are in flight.
+    pub workers: f64,
 }
 
 impl Tuning {
@@ -200,9 +222,16 @@ impl Default for Tuning {
                 // ≈ 7 s without a sample; of 32 (the cap), after ≈ 21 s.
                 max_weight: 32.0,
             },
-            cores: std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64),
+            cores: parallelism(),
+            // The native pool is sized to the cores (`Native::new`).
+            workers: parallelism(),
         }
     }
+}
+
+/// The machine's cores, as the gateway sizes its pools by them.
+fn parallelism() -> f64 {
+    std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
 }
 
 /// One size class of one route.
@@ -258,9 +287,12 @@ impl Verdict {
 pub struct Learned {
     clock: Box<dyn Clock>,
     tuning: Tuning,
-    classes: Mutex<[Class; SizeClass::ALL.len()]>,
+    classes: Mutex<Classes>,
     pending: [AtomicU32; 2],
 }
+
+/// Every size class of a route.
+type Classes = [Class; SizeClass::ALL.len()];
 
 impl Learned {
     /// Fresh estimates with `tuning`, timed by `clock`.
@@ -273,7 +305,7 @@ impl Learned {
         }
     }
 
-    fn classes(&self) -> std::sync::MutexGuard<'_, [Class; SizeClass::ALL.len()]> {
+    fn classes(&self) -> std::sync::MutexGuard<'_, Classes> {
         // The state is plain numbers: a panic elsewhere cannot leave it
         // unusable, so a poisoned lock is taken over.
         self.classes.lock().unwrap_or_else(|p| p.into_inner())
@@ -289,12 +321,42 @@ impl Learned {
             .saturating_add(self.pending(Path::Native))
     }
 
-    /// The predicted cost of a request on a path with estimate `e` when
-    /// `pending` requests are in flight on that path and `in_flight` on
-    /// the route (see the module docs).
-    fn cost(&self, e: &Estimate, pending: u32, in_flight: u32) -> Option<f64> {
-        e.predict(pending)
-            .map(|latency| latency + self.cost_to_others(e, in_flight))
+    /// The predicted cost of a request of class `class` on each path
+    /// (Wasm, native) when `pending` requests are in flight on each path
+    /// (see the module docs).
+    fn costs(&self, classes: &Classes, class: usize, pending: [u32; 2]) -> [Option<f64>; 2] {
+        let in_flight = pending[0].saturating_add(pending[1]);
+        let [wasm, native] = &classes[class].estimates;
+        [
+            wasm.predict(pending[0])
+                .map(|latency| latency + self.cost_to_others(wasm, in_flight)),
+            native.latency().map(|compute| {
+                compute + self.native_wait(classes, class) + self.cost_to_others(native, in_flight)
+            }),
+        ]
+    }
+
+    /// How long a native request of `class` sent now waits for a worker:
+    /// nothing while one is free; else the requests ahead of it (each at
+    /// its class's compute estimate, or at `class`'s when its own has
+    /// none) spread over the workers.
+    fn native_wait(&self, classes: &Classes, class: usize) -> f64 {
+        let native = Path::Native.index();
+        let own = classes[class].estimates[native].latency().unwrap_or(0.0);
+        let (ahead, work) = classes.iter().fold((0u32, 0.0), |(n, work), c| {
+            let k = c.in_flight[native];
+            let compute = c.estimates[native].latency().unwrap_or(own);
+            (n.saturating_add(k), work + f64::from(k) * compute)
+        });
+        let workers = self.tuning.workers.max(1.0);
+        let ahead = f64::from(ahead);
+        if ahead < workers {
+            return 0.0;
+        }
+        // The first of them to finish frees a worker: with `workers`
+        // computing, that takes about a mean compute over the workers; the
+        // ones still waiting take a mean compute over the workers each.
+        (ahead - workers + 1.0) * (work / ahead) / workers
     }
 
     /// What a request on a path with estimate `e` costs the `in_flight`
@@ -310,13 +372,9 @@ impl Learned {
         let now = self.clock.now();
         let t = &self.tuning;
         let pending = [self.pending(Path::Wasm), self.pending(Path::Native)];
-        let in_flight = pending[0].saturating_add(pending[1]);
         let mut classes = self.classes();
+        let predicted = self.costs(&classes, class.index(), pending);
         let c = &mut classes[class.index()];
-        let predicted = [
-            self.cost(&c.estimates[0], pending[0], in_flight),
-            self.cost(&c.estimates[1], pending[1], in_flight),
-        ];
         let weight = [
             c.estimates[0].weight(now, &t.decay),
             c.estimates[1].weight(now, &t.decay),
@@ -410,8 +468,16 @@ impl Learned {
     /// A request sent by [`Learned::decide`] to `path` is done: `took` is
     /// the sample it gives (`None`: no sample, e.g. the client went away),
     /// taken with `pending` other requests in flight on the path when it
-    /// was sent.
-    pub fn answered(&self, class: SizeClass, path: Path, pending: u32, took: Option<Duration>) {
+    /// was sent; `queued` of it was spent waiting for a native worker
+    /// (zero on Wasm).
+    pub fn answered(
+        &self,
+        class: SizeClass,
+        path: Path,
+        pending: u32,
+        took: Option<Duration>,
+        queued: Duration,
+    ) {
         let counter = &self.pending[path.index()];
         let _ = counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
         {
@@ -420,7 +486,7 @@ impl Learned {
             *n = n.saturating_sub(1);
         }
         if let Some(took) = took {
-            self.sample(class, path, pending, took, true);
+            self.sample(class, path, pending, Sample { took, queued }, true);
         }
     }
 
@@ -438,26 +504,37 @@ impl Learned {
     }
 
     /// A shadow run measured `path` on a request of `class` (the path not
-    /// chosen for it).
-    pub fn shadow(&self, class: SizeClass, path: Path, took: Duration) {
-        self.sample(class, path, self.pending(path), took, false);
+    /// chosen for it): it took `took`, `queued` of it waiting for a native
+    /// worker.
+    pub fn shadow(&self, class: SizeClass, path: Path, took: Duration, queued: Duration) {
+        self.sample(
+            class,
+            path,
+            self.pending(path),
+            Sample { took, queued },
+            false,
+        );
     }
 
-    fn sample(&self, class: SizeClass, path: Path, pending: u32, took: Duration, live: bool) {
+    fn sample(&self, class: SizeClass, path: Path, pending: u32, s: Sample, live: bool) {
         let now = self.clock.now();
-        let other_pending = self.pending(path.other());
         let in_flight = self.in_flight();
+        let all = [self.pending(Path::Wasm), self.pending(Path::Native)];
         let t = &self.tuning;
         let mut classes = self.classes();
-        let c = &mut classes[class.index()];
-        c.estimates[path.index()].observe(now, took, pending, &t.decay);
-        if live && c.current == Some(path) {
+        // The estimate is of the path's own time: native's wait for a
+        // worker is predicted from its queue when a request is sent.
+        let own = s.took.saturating_sub(s.queued);
+        classes[class.index()].estimates[path.index()].observe(now, own, pending, &t.decay);
+        if live && classes[class.index()].current == Some(path) {
+            let other = self.costs(&classes, class.index(), all)[path.other().index()];
+            let c = &mut classes[class.index()];
             c.since_switch += 1;
-            // The answer's cost (its time, plus what its path's CPU costs
-            // the others) against the other path's predicted cost.
+            // The answer's cost (its whole time, a wait included, plus what
+            // its path's CPU costs the others) against the other path's
+            // predicted cost.
             let cost =
-                took.as_secs_f64() + self.cost_to_others(&c.estimates[path.index()], in_flight);
-            let other = self.cost(&c.estimates[path.other().index()], other_pending, in_flight);
+                s.took.as_secs_f64() + self.cost_to_others(&c.estimates[path.index()], in_flight);
             let slower = other.is_some_and(|o| cost > o * (1.0 + t.hysteresis));
             c.slower_streak = if slower { c.slower_streak + 1 } else { 0 };
         }
@@ -477,14 +554,15 @@ impl Learned {
                 let c = &classes[class.index()];
                 let total = c.requests[0] + c.requests[1];
                 let any = c.estimates.iter().any(|e| e.samples() > 0);
+                let predicted = self.costs(&classes, class.index(), pending);
                 (total > 0 || any).then(|| {
                     let path = |p: Path| {
                         let e = &c.estimates[p.index()];
                         PathRow {
                             estimate_ms: e.latency().map(|s| s * 1000.0),
-                            predicted_ms: self
-                                .cost(e, pending[p.index()], in_flight)
-                                .map(|s| s * 1000.0),
+                            wait_ms: (p == Path::Native && e.latency().is_some())
+                                .then(|| self.native_wait(&classes, class.index()) * 1000.0),
+                            predicted_ms: predicted[p.index()].map(|s| s * 1000.0),
                             cpu_ms: e.cpu().map(|s| s * 1000.0),
                             evidence: e.weight(now, &t.decay),
                             samples: e.samples(),
@@ -525,6 +603,7 @@ impl Learned {
                 estimate_decay_ms: t.decay.estimate.as_millis() as u64,
                 evidence_decay_ms: t.decay.evidence.as_millis() as u64,
                 cores: t.cores,
+                workers: t.workers,
             },
             in_flight,
         }
@@ -580,11 +659,26 @@ pub struct Crossover {
     pub between: [&'static str; 2],
 }
 
+/// One answer's times, as a sample of its path.
+#[derive(Clone, Copy, Debug)]
+struct Sample {
+    /// From the choice to the answer's head.
+    took: Duration,
+    /// The part of it spent waiting for a native worker.
+    queued: Duration,
+}
+
 /// One path of one class in `/admin/stats`.
 #[derive(Serialize, Debug, Clone, PartialEq)]
 pub struct PathRow {
-    /// The Peak-EWMA latency estimate, ms (`null` before any sample).
+    /// The Peak-EWMA latency estimate, ms (`null` before any sample); on
+    /// native, of the time after a worker took the request (its wait is
+    /// `wait_ms`).
     pub estimate_ms: Option<f64>,
+    /// Native only: how long a request sent now would wait for a worker,
+    /// ms, from the queue in front of the workers now (`null` on Wasm,
+    /// whose waits are in its estimate, and before any sample).
+    pub wait_ms: Option<f64>,
     /// Predicted cost of a request sent now, ms: its completion time
     /// plus what its CPU time costs the requests in flight.
     pub predicted_ms: Option<f64>,
@@ -640,6 +734,8 @@ pub struct TuningRow {
     pub evidence_decay_ms: u64,
     /// See [`Tuning::cores`].
     pub cores: f64,
+    /// See [`Tuning::workers`].
+    pub workers: f64,
 }
 
 /// A learned route in `/admin/stats` (`learned`).

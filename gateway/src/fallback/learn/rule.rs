@@ -99,7 +99,13 @@ impl PathChoice for LearnedRule {
             (Some(_), Some(took)) => Some(took * 2),
             (None, Some(took)) => Some(took),
         };
-        self.learned.answered(d.class, path, d.pending, sample);
+        let queued = if path == Path::Native {
+            outcome.queued
+        } else {
+            Duration::ZERO
+        };
+        self.learned
+            .answered(d.class, path, d.pending, sample, queued);
         if sample.is_some()
             && let Some(estimate) = self.learned.latency(d.class, path)
         {

@@ -38,11 +38,17 @@ struct Rig {
 }
 
 impl Rig {
+    /// Two cores and two native workers, whatever the machine running the
+    /// test has.
     fn new() -> Rig {
+        Rig::with_workers(2.0)
+    }
+
+    fn with_workers(workers: f64) -> Rig {
         let clock = Manual::default();
-        // Two cores whatever the machine running the test has.
         let tuning = Tuning {
             cores: 2.0,
+            workers,
             ..Tuning::default()
         };
         Rig {
@@ -71,18 +77,36 @@ impl Rig {
     /// The held requests are cancelled.
     fn release(&self, held: Vec<Verdict>) {
         for v in held {
-            self.learned.answered(OTHER, v.path, v.pending, None);
+            self.learned
+                .answered(OTHER, v.path, v.pending, None, Duration::ZERO);
         }
     }
 
     /// One request of `class`, answered one at a time: the path it went
     /// to costs `cost(path)` ms; 10 ms pass between requests.
     fn request(&self, class: SizeClass, cost: impl Fn(Path) -> f64) -> Verdict {
+        self.request_queued(class, cost, 0.0)
+    }
+
+    /// Like [`Rig::request`], and a native answer first waited `queued`
+    /// ms for a worker (its time is the wait plus `cost`).
+    fn request_queued(&self, class: SizeClass, cost: impl Fn(Path) -> f64, queued: f64) -> Verdict {
         let v = self.learned.decide(class, false);
         self.clock.advance(ms(10.0));
+        let queued = if v.path == Path::Native { queued } else { 0.0 };
+        let took = ms(cost(v.path) + queued);
         self.learned
-            .answered(class, v.path, v.pending, Some(ms(cost(v.path))));
+            .answered(class, v.path, v.pending, Some(took), ms(queued));
         v
+    }
+
+    fn row(&self, class: SizeClass) -> ClassRow {
+        self.learned
+            .snapshot()
+            .classes
+            .into_iter()
+            .find(|c| c.size_class == class.as_str())
+            .expect("the class saw traffic")
     }
 
     /// `n` requests; how many went to each path, and how many explored.
@@ -266,7 +290,8 @@ fn shadow_samples_keep_the_other_path_fresh_so_nothing_explores() {
         let v = rig.request(SMALL, costs(SMALL));
         explored += usize::from(v.why == Why::Explore);
         if i % 50 == 0 {
-            rig.learned.shadow(SMALL, Path::Wasm, ms(3.0));
+            rig.learned
+                .shadow(SMALL, Path::Wasm, ms(3.0), Duration::ZERO);
         }
     }
     assert_eq!(explored, 0);
@@ -300,7 +325,8 @@ fn a_path_whose_breaker_is_open_is_never_chosen() {
     for _ in 0..100 {
         let v = rig.learned.decide(BIG, true);
         assert_eq!((v.path, v.why), (Path::Native, Why::CircuitOpen));
-        rig.learned.answered(BIG, v.path, v.pending, Some(ms(40.0)));
+        rig.learned
+            .answered(BIG, v.path, v.pending, Some(ms(40.0)), Duration::ZERO);
     }
     // Also before anything was learned.
     let fresh = Rig::new();
@@ -334,8 +360,13 @@ fn work_in_flight_is_priced_in_and_slow_answers_confirm_a_switch() {
     for (i, v) in held.iter().enumerate() {
         assert_eq!(rig.choice(BIG), Some(first), "after {i} slow answers");
         rig.clock.advance(ms(1.0));
-        rig.learned
-            .answered(BIG, v.path, v.pending, Some(ms(30.0 + 10.0 * i as f64)));
+        rig.learned.answered(
+            BIG,
+            v.path,
+            v.pending,
+            Some(ms(30.0 + 10.0 * i as f64)),
+            Duration::ZERO,
+        );
         if i + 1 >= 4 {
             break;
         }
@@ -363,7 +394,9 @@ fn cpu(p: Path) -> f64 {
 
 #[test]
 fn under_load_a_path_is_charged_for_the_cpu_it_takes_from_the_others() {
-    let rig = Rig::new();
+    // A native worker for every request here, so native never waits: the
+    // test is of the CPU term alone.
+    let rig = Rig::with_workers(16.0);
     // Measured with 8 others in flight: each ms of CPU on 2 cores delays
     // them by 4 ms in all, so Wasm costs 40 + 8 x 40 / 2 = 200 and native
     // 50 + 8 x 12 / 2 = 98, though Wasm answers sooner.
@@ -377,7 +410,8 @@ fn under_load_a_path_is_charged_for_the_cpu_it_takes_from_the_others() {
     let (w, n) = (v.predicted_ms(Path::Wasm), v.predicted_ms(Path::Native));
     let (w, n) = w.zip(n).expect("both measured");
     assert!((w - 200.0).abs() < 1.0 && (n - 98.0).abs() < 1.0, "{w} {n}");
-    rig.learned.answered(BIG, v.path, v.pending, None);
+    rig.learned
+        .answered(BIG, v.path, v.pending, None, Duration::ZERO);
     // The load goes: nobody else pays for Wasm's CPU now, and it answers
     // sooner, so once native has dwelt and its answers confirm it, the
     // class moves to Wasm.
@@ -391,8 +425,8 @@ fn under_load_a_path_is_charged_for_the_cpu_it_takes_from_the_others() {
         }
     }
     let back = back.expect("on Wasm once idle");
-    // Native's estimate was measured with 7 of the held requests in front
-    // of it: that load fades from its samples, a tenth per answer.
+    // Wasm's estimate was measured with a held request in front of it:
+    // that load fades from its samples, a tenth per answer.
     assert!(
         back <= 40,
         "after the dwell, the confirming answers and the fading load: {back}"
@@ -421,12 +455,13 @@ fn a_cancelled_request_leaves_no_sample_and_no_pending_work() {
     let rig = Rig::new();
     let v = rig.learned.decide(SMALL, false);
     assert_eq!(rig.learned.pending(v.path), 1);
-    rig.learned.answered(SMALL, v.path, v.pending, None);
+    rig.learned
+        .answered(SMALL, v.path, v.pending, None, Duration::ZERO);
     assert_eq!(rig.learned.pending(v.path), 0);
     let row = &rig.learned.snapshot().classes[0];
     assert_eq!(row.wasm.samples + row.native.samples, 0);
     // Answering twice never wraps the counter.
-    rig.learned.answered(SMALL, v.path, 0, None);
+    rig.learned.answered(SMALL, v.path, 0, None, Duration::ZERO);
     assert_eq!(rig.learned.pending(v.path), 0);
 }
 
@@ -466,7 +501,8 @@ fn warm_up_measures_each_path_one_request_at_a_time() {
     for v in &first {
         rig.clock.advance(ms(1.0));
         let took = if v.path == Path::Wasm { 400.0 } else { 40.0 };
-        rig.learned.answered(BIG, v.path, v.pending, Some(ms(took)));
+        rig.learned
+            .answered(BIG, v.path, v.pending, Some(ms(took)), Duration::ZERO);
     }
     // Native has its samples; Wasm is measured one request at a time
     // until it has its own, the rest going to the cheaper path.
@@ -476,7 +512,8 @@ fn warm_up_measures_each_path_one_request_at_a_time() {
         for v in &burst {
             rig.clock.advance(ms(1.0));
             let took = if v.path == Path::Wasm { 400.0 } else { 40.0 };
-            rig.learned.answered(BIG, v.path, v.pending, Some(ms(took)));
+            rig.learned
+                .answered(BIG, v.path, v.pending, Some(ms(took)), Duration::ZERO);
         }
     }
     assert_eq!(
@@ -486,4 +523,87 @@ fn warm_up_measures_each_path_one_request_at_a_time() {
     );
     assert_eq!(rig.learned.decide(BIG, false).path, Path::Native);
     assert_eq!(rig.choice(BIG), Some(Path::Native));
+}
+
+/// Small batches: native computes one in 1 ms, Wasm in 6 ms. Big ones:
+/// native 400 ms, Wasm 2,000 ms.
+fn sizes(p: Path, class: SizeClass) -> f64 {
+    match (class, p) {
+        (SMALL, Path::Wasm) => 6.0,
+        (SMALL, Path::Native) => 1.0,
+        (_, Path::Wasm) => 2_000.0,
+        (_, Path::Native) => 400.0,
+    }
+}
+
+#[test]
+fn a_wait_for_a_native_worker_is_priced_from_the_queue_now_not_from_a_past_peak() {
+    let rig = Rig::new();
+    rig.run(17, SMALL, |p| sizes(p, SMALL));
+    rig.run(17, BIG, |p| sizes(p, BIG));
+    assert_eq!(rig.choice(SMALL), Some(Path::Native));
+    assert_eq!(rig.choice(BIG), Some(Path::Native));
+    // Small batches that each waited 300 ms behind big ones, answered when
+    // the queue is gone again: their wait is no estimate of native, so
+    // the class stays where it is, at native's compute time.
+    for _ in 0..50 {
+        let v = rig.request_queued(SMALL, |p| sizes(p, SMALL), 300.0);
+        assert_eq!(v.path, Path::Native, "{v:?}");
+    }
+    let row = rig.row(SMALL);
+    assert_eq!(rig.switches(SMALL), 0, "{row:?}");
+    assert!(
+        (row.native.estimate_ms.unwrap() - 1.0).abs() < 1e-6,
+        "{row:?}"
+    );
+    assert_eq!(row.native.wait_ms, Some(0.0), "no queue now");
+    assert_eq!(row.wasm.wait_ms, None, "Wasm's waits are in its estimate");
+    // A queue now: one big batch in flight leaves a worker free...
+    let first = rig.learned.decide(BIG, false);
+    assert_eq!(first.path, Path::Native);
+    let v = rig.learned.decide(SMALL, false);
+    assert!(
+        (v.predicted_ms(Path::Native).unwrap() - 1.0).abs() < 1e-6,
+        "{v:?}"
+    );
+    rig.learned
+        .answered(SMALL, v.path, v.pending, None, Duration::ZERO);
+    // ...three more fill both workers and queue two: a small batch waits
+    // for the first to finish, then for the two ahead of it, 400 ms each
+    // over 2 workers: (4 - 2 + 1) x 400 / 2 = 600 ms.
+    let mut held = vec![first];
+    held.extend((0..3).map(|_| rig.learned.decide(BIG, false)));
+    assert!(held.iter().all(|v| v.path == Path::Native), "{held:?}");
+    assert!((rig.row(SMALL).native.wait_ms.unwrap() - 600.0).abs() < 1e-6);
+    let v = rig.learned.decide(SMALL, false);
+    let native = v.predicted_ms(Path::Native).unwrap();
+    assert!((native - 601.0).abs() < 1e-6, "{v:?}");
+    rig.learned
+        .answered(SMALL, v.path, v.pending, None, Duration::ZERO);
+    // Small answers that really wait now move the class to Wasm (its 6 ms
+    // beat the 601 predicted, confirmed by the answers)...
+    let mut moved = None;
+    for n in 1..=20 {
+        rig.request_queued(SMALL, |p| sizes(p, SMALL), 600.0);
+        if rig.choice(SMALL) == Some(Path::Wasm) {
+            moved = Some(n);
+            break;
+        }
+    }
+    assert!(moved.is_some_and(|n| n <= 8), "{moved:?}");
+    // ...and once the big batches are done it comes back to native.
+    for v in held {
+        rig.learned
+            .answered(BIG, v.path, v.pending, Some(ms(400.0)), Duration::ZERO);
+    }
+    let mut back = None;
+    for n in 1..=20 {
+        rig.request(SMALL, |p| sizes(p, SMALL));
+        if rig.choice(SMALL) == Some(Path::Native) {
+            back = Some(n);
+            break;
+        }
+    }
+    assert!(back.is_some_and(|n| n <= 9), "{back:?}");
+    assert_eq!(rig.switches(SMALL), 2);
 }
