@@ -209,6 +209,27 @@ async fn traffic_follows_the_faster_path_per_size_class_and_moves_when_it_slows(
         "{metrics}"
     );
     assert!(metrics.contains("gateway_learned_decisions_total{decision=\"learned\",path=\"native\",route=\"burn\",size_class=\"le_256KiB\"}"), "{metrics}");
+    assert!(
+        metrics.contains(
+            "gateway_learned_cpu_seconds{path=\"native\",route=\"burn\",size_class=\"le_256KiB\"}"
+        ),
+        "{metrics}"
+    );
+    // The crossover /admin/stats shows, on its direction's series.
+    let l = learned(&gw).await;
+    assert_eq!(l["crossover"]["native"], "above", "{l:#}");
+    let bytes = l["crossover"]["bytes"].as_u64().expect("a crossover");
+    let line = |native: &str| {
+        let series =
+            format!("gateway_learned_crossover_bytes{{native=\"{native}\",route=\"burn\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no {series}in:\n{metrics}"))
+    };
+    assert_eq!(line("above").parse::<u64>().ok(), Some(bytes), "{metrics}");
+    assert_eq!(line("below"), "NaN", "{metrics}");
 }
 
 #[tokio::test]

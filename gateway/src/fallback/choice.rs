@@ -233,8 +233,13 @@ where
             let call = metered(self.native.call(request), &meter);
             return Box::pin(async move {
                 let result = call.await;
+                // An answer without its timing was shed, or refused before
+                // a worker took it (a client's fault): no measure of the
+                // path. One out of time is: the path was that slow.
                 let timing = native_timing(&result);
-                pending.done(None, true, timing.cpu, timing.queued);
+                let timed = timing.is_some() || out_of_time(&result);
+                let timing = timing.unwrap_or_default();
+                pending.done(None, timed, timing.cpu, timing.queued);
                 result
             });
         }
@@ -266,7 +271,7 @@ where
                     let answer = metered(native.call(kept), &meter).await;
                     // A sample of the Spin attempt (the choice made), so
                     // native's wait is part of what choosing Spin cost.
-                    let cpu = native_timing(&answer).cpu;
+                    let cpu = native_timing(&answer).map_or(Duration::ZERO, |t| t.cpu);
                     pending.done(Some(trigger), true, cpu, Duration::ZERO);
                     answer
                 }
@@ -305,14 +310,20 @@ fn metered(call: BackendFuture, meter: &Option<CpuMeter>) -> BackendFuture {
 
 /// How long a native answer waited for a worker, and the CPU time the
 /// worker spent computing it (on a blocking thread, which no metered poll
-/// sees); zeros when it carries none (shed, or not native).
-fn native_timing(answer: &Result<Response, BackendError>) -> NativeTiming {
+/// sees); `None` when no worker computed it (shed, or out of time).
+fn native_timing(answer: &Result<Response, BackendError>) -> Option<NativeTiming> {
     answer
         .as_ref()
         .ok()
         .and_then(|r| r.extensions().get::<NativeTiming>())
         .copied()
-        .unwrap_or_default()
+}
+
+/// Whether a native answer is the `504` of its deadline.
+fn out_of_time(answer: &Result<Response, BackendError>) -> bool {
+    answer
+        .as_ref()
+        .is_ok_and(|r| r.status() == http::StatusCode::GATEWAY_TIMEOUT)
 }
 
 /// A decision not yet reported to the choice.

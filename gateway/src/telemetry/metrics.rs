@@ -22,6 +22,7 @@ use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use super::OtlpTarget;
 use super::size_class::SizeClass;
 use crate::backend::{Backend, CircuitState};
+use crate::fallback::learn::Crossover;
 use spin_host::PoolStats;
 
 /// Latency buckets in seconds: 100 µs to 30 s, dense where Wasm and native
@@ -57,6 +58,8 @@ pub struct Metrics {
     circuit_state: Gauge<i64>,
     learned_estimate: Gauge<f64>,
     learned_decisions: Counter<u64>,
+    learned_cpu: Gauge<f64>,
+    learned_crossover: Gauge<f64>,
     upstream_attempts: Counter<u64>,
     upstream_ejections: Counter<u64>,
     upstream_state: Gauge<i64>,
@@ -187,6 +190,24 @@ impl Metrics {
                 .with_description(
                     "Learned routing: each path's Peak-EWMA latency estimate, by route, \
                      request size class and path (wasm, native)",
+                )
+                .build(),
+            learned_cpu: meter
+                .f64_gauge("gateway.learned.cpu")
+                .with_unit("s")
+                .with_description(
+                    "Learned routing: the gateway's CPU time per request on each path \
+                     (all threads), by route, request size class and path (wasm, native)",
+                )
+                .build(),
+            learned_crossover: meter
+                .f64_gauge("gateway.learned.crossover")
+                .with_unit("By")
+                .with_description(
+                    "Learned routing: the body size where the learned choice changes path, by \
+                     route and native (above: native serves larger bodies; below: smaller); \
+                     NaN on both when one path serves every class or the choice changes \
+                     more than once",
                 )
                 .build(),
             learned_decisions: meter
@@ -364,6 +385,44 @@ impl Metrics {
                 KeyValue::new("path", path),
             ],
         );
+    }
+
+    /// A learned route's CPU time per request for `path` in `size_class`,
+    /// seconds.
+    pub fn learned_cpu(
+        &self,
+        route: &str,
+        size_class: SizeClass,
+        path: &'static str,
+        seconds: f64,
+    ) {
+        self.learned_cpu.record(
+            seconds,
+            &[
+                KeyValue::new("route", self.names.get(route)),
+                KeyValue::new("size_class", size_class.as_str()),
+                KeyValue::new("path", path),
+            ],
+        );
+    }
+
+    /// A learned route's crossover now: its bytes on the series of its
+    /// direction, NaN on the other (on both when there is none), so each
+    /// route keeps two series whatever it learns.
+    pub fn learned_crossover(&self, route: &str, crossover: Option<&Crossover>) {
+        let route = self.names.get(route);
+        for native in ["above", "below"] {
+            let bytes = crossover
+                .filter(|c| c.native == native)
+                .map_or(f64::NAN, |c| c.bytes as f64);
+            self.learned_crossover.record(
+                bytes,
+                &[
+                    KeyValue::new("route", route.clone()),
+                    KeyValue::new("native", native),
+                ],
+            );
+        }
     }
 
     /// A shadow comparison outcome: `match`, `mismatch`, `dropped` or

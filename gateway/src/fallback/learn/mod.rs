@@ -490,9 +490,19 @@ impl Learned {
         }
     }
 
+    /// Where the learned choice changes path now (see [`Crossover`]).
+    pub fn crossover(&self) -> Option<Crossover> {
+        crossover_of(&self.classes())
+    }
+
     /// `path`'s latency estimate in `class`, seconds.
     pub fn latency(&self, class: SizeClass, path: Path) -> Option<f64> {
         self.classes()[class.index()].estimates[path.index()].latency()
+    }
+
+    /// `path`'s CPU time per request in `class`, seconds.
+    pub fn cpu(&self, class: SizeClass, path: Path) -> Option<f64> {
+        self.classes()[class.index()].estimates[path.index()].cpu()
     }
 
     /// A request of `class` on `path` took `cpu` of the gateway's CPU
@@ -587,11 +597,7 @@ impl Learned {
                 })
             })
             .collect();
-        let crossover = crossover(
-            SizeClass::ALL
-                .into_iter()
-                .filter_map(|class| classes[class.index()].current.map(|p| (class, p))),
-        );
+        let crossover = crossover_of(&classes);
         LearnedSnapshot {
             classes: rows,
             crossover,
@@ -618,6 +624,15 @@ fn cheaper(predicted: [Option<f64>; 2]) -> Path {
         [Some(_), Some(_)] | [Some(_), None] => Path::Wasm,
         [None, _] => Path::Native,
     }
+}
+
+/// Where the classes' choices change path.
+fn crossover_of(classes: &Classes) -> Option<Crossover> {
+    crossover(
+        SizeClass::ALL
+            .into_iter()
+            .filter_map(|class| classes[class.index()].current.map(|p| (class, p))),
+    )
 }
 
 /// Where the learned choice changes path, from the classes that have a

@@ -84,8 +84,12 @@ impl PathChoice for LearnedRule {
     }
 
     fn spent(&self, decision: Decision, cpu: Duration) {
-        self.learned
-            .spent(decision.class, path_of(decision.choice), cpu);
+        let path = path_of(decision.choice);
+        self.learned.spent(decision.class, path, cpu);
+        if let Some(cpu) = self.learned.cpu(decision.class, path) {
+            self.metrics
+                .learned_cpu(&self.route, decision.class, path.as_str(), cpu);
+        }
     }
 
     fn observe(&self, outcome: Outcome) {
@@ -112,6 +116,8 @@ impl PathChoice for LearnedRule {
             self.metrics
                 .learned_estimate(&self.route, d.class, path.as_str(), estimate);
         }
+        self.metrics
+            .learned_crossover(&self.route, self.learned.crossover().as_ref());
     }
 }
 
