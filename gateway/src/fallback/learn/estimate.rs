@@ -41,6 +41,9 @@ pub struct Estimate {
     value: f64,
     /// EWMA of the path's pending requests when its samples were sent.
     load: f64,
+    /// Ordinary EWMA of the samples: the path's typical latency, where
+    /// `value` is its recent worst.
+    mean: f64,
     /// Samples behind the estimate, decayed with time and capped.
     weight: f64,
     /// Clock reading of the last update.
@@ -74,6 +77,7 @@ impl Estimate {
         if self.samples == 0 {
             self.value = sample;
             self.load = pending;
+            self.mean = sample;
         } else {
             let elapsed = now.saturating_sub(self.at).as_secs_f64();
             let keep = (-elapsed / decay.estimate.as_secs_f64()).exp();
@@ -87,6 +91,7 @@ impl Estimate {
             // one sample moves it so that back-to-back samples count.
             let step = (1.0 - keep).max(0.1);
             self.load = self.load * (1.0 - step) + pending * step;
+            self.mean = self.mean * (1.0 - step) + sample * step;
         }
         self.weight = (self.weight(now, decay) + 1.0).min(decay.max_weight);
         self.at = now;
@@ -119,12 +124,26 @@ impl Estimate {
         (self.samples > 0).then_some(self.value)
     }
 
+    /// The typical latency, seconds: an ordinary EWMA of the samples, no
+    /// peak (`None` before any sample).
+    pub fn typical(&self) -> Option<f64> {
+        (self.samples > 0).then_some(self.mean)
+    }
+
     /// The predicted completion time of a request sent now, when
     /// `pending` requests are in flight on the path: the estimate, scaled
     /// by the work in front of it against the work its samples met.
     pub fn predict(&self, pending: u32) -> Option<f64> {
-        self.latency()
-            .map(|value| value * (1.0 + f64::from(pending)) / (1.0 + self.load))
+        self.latency().map(|value| self.scale(value, pending))
+    }
+
+    /// Like [`Estimate::predict`], from the typical latency.
+    pub fn predict_typical(&self, pending: u32) -> Option<f64> {
+        self.typical().map(|mean| self.scale(mean, pending))
+    }
+
+    fn scale(&self, latency: f64, pending: u32) -> f64 {
+        latency * (1.0 + f64::from(pending)) / (1.0 + self.load)
     }
 
     /// The evidence left at `now`: samples, faded by time.
@@ -169,6 +188,21 @@ mod tests {
         e.observe(ms(5_002), ms(10), 0, &DECAY);
         let v = e.latency().unwrap();
         assert!((0.010..0.011).contains(&v), "{v}");
+    }
+
+    #[test]
+    fn the_typical_latency_has_no_peak() {
+        let mut e = Estimate::default();
+        e.observe(ms(0), ms(10), 0, &DECAY);
+        e.observe(ms(10), ms(110), 0, &DECAY);
+        // The peak is the estimate; the typical latency moved a tenth.
+        assert_eq!(e.latency(), Some(0.110));
+        let v = e.typical().unwrap();
+        assert!((v - 0.020).abs() < 1e-9, "{v}");
+        // After a long quiet spell one sample is the typical latency again.
+        e.observe(ms(60_000), ms(5), 0, &DECAY);
+        let v = e.typical().unwrap();
+        assert!((v - 0.005).abs() < 1e-6, "{v}");
     }
 
     #[test]

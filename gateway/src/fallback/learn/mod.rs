@@ -60,8 +60,10 @@
 //!   half the minimum samples the estimate is stale;
 //! * **hysteresis**: a class switches only when the other path is
 //!   predicted cheaper by more than [`Tuning::hysteresis`], when the last
-//!   [`Tuning::confirm`] answers on the current path were each slower than
-//!   that prediction (one slow answer is a peak, not a trend), and only
+//!   [`Tuning::confirm`] answers on the current path each cost more than
+//!   the other path typically does (an ordinary EWMA kept beside the
+//!   peak: one slow answer is a peak, not a trend, and a typical answer
+//!   held against the other's peak would almost never confirm), and only
 //!   after the current path has answered `min_samples` requests since the
 //!   last switch, so it cannot flap on every sample;
 //! * **bounded exploration**: when the path not chosen has gone stale
@@ -183,9 +185,10 @@ pub struct Tuning {
     pub hysteresis: f64,
     /// The largest share of a class's requests sent to a stale path.
     pub explore_share: f64,
-    /// Answers in a row on the current path, each slower than the other
-    /// path's prediction, before a class switches: one slow answer (a
-    /// peak the estimate takes at once) is not enough.
+    /// Answers in a row on the current path, each costing more than the
+    /// other path typically does (with the hysteresis margin), before a
+    /// class switches: one slow answer (a peak the estimate takes at once)
+    /// is not enough.
     pub confirm: u32,
     /// The estimates' time constants.
     pub decay: Decay,
@@ -243,7 +246,7 @@ struct Class {
     /// Live answers on the current path since it was chosen.
     since_switch: u64,
     /// Live answers in a row on the current path that each took longer
-    /// than the other path's prediction (with the hysteresis margin).
+    /// than the other path typically costs (with the hysteresis margin).
     slower_streak: u32,
     /// Requests sent to each path.
     requests: [u64; 2],
@@ -323,15 +326,30 @@ impl Learned {
 
     /// The predicted cost of a request of class `class` on each path
     /// (Wasm, native) when `pending` requests are in flight on each path
-    /// (see the module docs).
+    /// (see the module docs), from the Peak-EWMA estimates.
     fn costs(&self, classes: &Classes, class: usize, pending: [u32; 2]) -> [Option<f64>; 2] {
+        self.costs_from(classes, class, pending, Level::Peak)
+    }
+
+    fn costs_from(
+        &self,
+        classes: &Classes,
+        class: usize,
+        pending: [u32; 2],
+        level: Level,
+    ) -> [Option<f64>; 2] {
         let in_flight = pending[0].saturating_add(pending[1]);
         let [wasm, native] = &classes[class].estimates;
+        let wasm_latency = match level {
+            Level::Peak => wasm.predict(pending[0]),
+            Level::Typical => wasm.predict_typical(pending[0]),
+        };
         [
-            wasm.predict(pending[0])
-                .map(|latency| latency + self.cost_to_others(wasm, in_flight)),
-            native.latency().map(|compute| {
-                compute + self.native_wait(classes, class) + self.cost_to_others(native, in_flight)
+            wasm_latency.map(|latency| latency + self.cost_to_others(wasm, in_flight)),
+            level.of(native).map(|compute| {
+                compute
+                    + self.native_wait(classes, class, level)
+                    + self.cost_to_others(native, in_flight)
             }),
         ]
     }
@@ -340,12 +358,12 @@ impl Learned {
     /// nothing while one is free; else the requests ahead of it (each at
     /// its class's compute estimate, or at `class`'s when its own has
     /// none) spread over the workers.
-    fn native_wait(&self, classes: &Classes, class: usize) -> f64 {
+    fn native_wait(&self, classes: &Classes, class: usize, level: Level) -> f64 {
         let native = Path::Native.index();
-        let own = classes[class].estimates[native].latency().unwrap_or(0.0);
+        let own = level.of(&classes[class].estimates[native]).unwrap_or(0.0);
         let (ahead, work) = classes.iter().fold((0u32, 0.0), |(n, work), c| {
             let k = c.in_flight[native];
-            let compute = c.estimates[native].latency().unwrap_or(own);
+            let compute = level.of(&c.estimates[native]).unwrap_or(own);
             (n.saturating_add(k), work + f64::from(k) * compute)
         });
         let workers = self.tuning.workers.max(1.0);
@@ -537,7 +555,12 @@ impl Learned {
         let own = s.took.saturating_sub(s.queued);
         classes[class.index()].estimates[path.index()].observe(now, own, pending, &t.decay);
         if live && classes[class.index()].current == Some(path) {
-            let other = self.costs(&classes, class.index(), all)[path.other().index()];
+            // Against what the other path *typically* costs: an answer is
+            // a typical value, so held against the other's peak it would
+            // almost never confirm a switch, and a class would stay on a
+            // path long after the other became cheaper.
+            let other =
+                self.costs_from(&classes, class.index(), all, Level::Typical)[path.other().index()];
             let c = &mut classes[class.index()];
             c.since_switch += 1;
             // The answer's cost (its whole time, a wait included, plus what
@@ -570,8 +593,9 @@ impl Learned {
                         let e = &c.estimates[p.index()];
                         PathRow {
                             estimate_ms: e.latency().map(|s| s * 1000.0),
-                            wait_ms: (p == Path::Native && e.latency().is_some())
-                                .then(|| self.native_wait(&classes, class.index()) * 1000.0),
+                            wait_ms: (p == Path::Native && e.latency().is_some()).then(|| {
+                                self.native_wait(&classes, class.index(), Level::Peak) * 1000.0
+                            }),
                             predicted_ms: predicted[p.index()].map(|s| s * 1000.0),
                             cpu_ms: e.cpu().map(|s| s * 1000.0),
                             evidence: e.weight(now, &t.decay),
@@ -672,6 +696,24 @@ pub struct Crossover {
     pub native: &'static str,
     /// The two classes on either side (`size_class` values).
     pub between: [&'static str; 2],
+}
+
+/// Which of an estimate's figures a cost is made from.
+#[derive(Clone, Copy, Debug)]
+enum Level {
+    /// The Peak-EWMA estimate: what decisions are made on.
+    Peak,
+    /// The typical latency: what one answer is held against.
+    Typical,
+}
+
+impl Level {
+    fn of(self, e: &Estimate) -> Option<f64> {
+        match self {
+            Level::Peak => e.latency(),
+            Level::Typical => e.typical(),
+        }
+    }
 }
 
 /// One answer's times, as a sample of its path.
