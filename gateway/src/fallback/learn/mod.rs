@@ -65,7 +65,10 @@
 //!   peak: one slow answer is a peak, not a trend, and a typical answer
 //!   held against the other's peak would almost never confirm), and only
 //!   after the current path has answered `min_samples` requests since the
-//!   last switch, so it cannot flap on every sample;
+//!   last switch, so it cannot flap on every sample; the other path need
+//!   not be fresh, only heard from in the last few seconds (a path the
+//!   class does not use is refreshed by one exploring request in a
+//!   hundred, which at a few requests a second never makes it fresh);
 //! * **bounded exploration**: when the path not chosen has gone stale
 //!   (no shadow pair refreshed it: shadow off, or the gateway busy), at
 //!   most [`Tuning::explore_share`] of the class's requests go to it until
@@ -231,6 +234,10 @@ impl Default for Tuning {
         }
     }
 }
+
+/// Evidence (in samples, faded) of a path heard from lately: half a
+/// sample is one taken within the evidence time × ln 2 (7 s by default).
+const HEARD: f64 = 0.5;
 
 /// The machine's cores, as the gateway sizes its pools by them.
 fn parallelism() -> f64 {
@@ -463,7 +470,14 @@ impl Learned {
             return faster;
         };
         let other = current.other();
-        let stale = |p: Path| c.estimates[p.index()].weight(now, &t.decay) < t.stale_below();
+        let weight = |p: Path| c.estimates[p.index()].weight(now, &t.decay);
+        let stale = |p: Path| weight(p) < t.stale_below();
+        // Heard from lately: a sample within the last few seconds. A path
+        // the class does not use is refreshed only by shadow runs and the
+        // capped exploration, which at a few requests a second leave it
+        // stale for good; its latest sample is still news, and with the
+        // hysteresis and the confirming answers it may win the class.
+        let heard = |p: Path| weight(p) >= HEARD;
         let beats = match (predicted[other.index()], predicted[current.index()]) {
             (Some(o), Some(cur)) => o * (1.0 + t.hysteresis) < cur,
             (Some(_), None) => true,
@@ -473,7 +487,7 @@ impl Learned {
         let confirmed = c.slower_streak >= t.confirm;
         // A stale current path with a proven other one switches at once:
         // its estimate is no longer evidence.
-        if (beats && dwelt && confirmed && !stale(other)) || (stale(current) && !stale(other)) {
+        if (beats && dwelt && confirmed && heard(other)) || (stale(current) && !stale(other)) {
             c.current = Some(other);
             c.since_switch = 0;
             c.slower_streak = 0;

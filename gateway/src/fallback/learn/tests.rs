@@ -641,3 +641,29 @@ fn a_class_leaves_a_path_whose_typical_answer_costs_more_than_the_others_does() 
     let row = rig.row(SMALL);
     assert!(moved.is_some_and(|n| n <= 12), "{moved:?}: {row:?}");
 }
+
+#[test]
+fn a_path_refreshed_only_by_exploring_can_still_win_its_class_back() {
+    let rig = Rig::new();
+    rig.run(17, SMALL, |p| if p == Path::Wasm { 2.0 } else { 3.0 });
+    assert_eq!(rig.choice(SMALL), Some(Path::Wasm));
+    // Then native is the faster, and the class sees a few requests a
+    // second (300 ms apart): one in a hundred explores native, every
+    // 30 s, which never lifts its evidence out of staleness (about one
+    // sample's worth left). Its latest sample is news all the same.
+    let mut moved = None;
+    for n in 1..=1_000 {
+        rig.clock.advance(ms(290.0));
+        rig.request(SMALL, |p| if p == Path::Wasm { 3.0 } else { 1.0 });
+        if rig.choice(SMALL) == Some(Path::Native) {
+            moved = Some(n);
+            break;
+        }
+    }
+    let row = rig.row(SMALL);
+    assert!(
+        row.native.evidence < Tuning::default().stale_below(),
+        "{row:?}"
+    );
+    assert!(moved.is_some_and(|n| n <= 300), "{moved:?}: {row:?}");
+}
