@@ -485,9 +485,12 @@ impl Learned {
         };
         let dwelt = c.since_switch as f64 >= t.min_samples;
         let confirmed = c.slower_streak >= t.confirm;
-        // A stale current path with a proven other one switches at once:
-        // its estimate is no longer evidence.
-        if (beats && dwelt && confirmed && heard(other)) || (stale(current) && !stale(other)) {
+        // A stale current path with a proven other one switches once it
+        // has dwelt: its estimate is no longer evidence. (Not before: a
+        // path just switched to has few samples, and would hand the class
+        // straight back.)
+        let faded = dwelt && stale(current) && !stale(other);
+        if (beats && dwelt && confirmed && heard(other)) || faded {
             c.current = Some(other);
             c.since_switch = 0;
             c.slower_streak = 0;

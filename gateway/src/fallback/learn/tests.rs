@@ -667,3 +667,25 @@ fn a_path_refreshed_only_by_exploring_can_still_win_its_class_back() {
     );
     assert!(moved.is_some_and(|n| n <= 300), "{moved:?}: {row:?}");
 }
+
+#[test]
+fn a_class_that_moves_to_a_path_with_little_evidence_stays_for_its_dwell() {
+    let rig = Rig::new();
+    rig.run(17, SMALL, |p| if p == Path::Wasm { 2.0 } else { 3.0 });
+    // As above: native, refreshed only by exploring, wins the class...
+    let mut moved = false;
+    for _ in 0..1_000 {
+        rig.clock.advance(ms(290.0));
+        rig.request(SMALL, |p| if p == Path::Wasm { 3.0 } else { 1.0 });
+        if rig.choice(SMALL) == Some(Path::Native) {
+            moved = true;
+            break;
+        }
+    }
+    assert!(moved);
+    // ...and keeps it while its evidence builds up: no hand-back because
+    // its few samples are stale beside Wasm's many.
+    let counts = rig.run(50, SMALL, |p| if p == Path::Wasm { 3.0 } else { 1.0 });
+    assert_eq!(rig.switches(SMALL), 1, "{counts:?}");
+    assert!(counts.native >= 49, "{counts:?}");
+}
