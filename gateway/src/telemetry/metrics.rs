@@ -206,8 +206,8 @@ impl Metrics {
                 .with_description(
                     "Learned routing: the body size where the learned choice changes path, by \
                      route and native (above: native serves larger bodies; below: smaller); \
-                     NaN on both when one path serves every class or the choice changes \
-                     more than once",
+                     NaN (left out of /metrics) off the crossover's direction, and on both \
+                     when one path serves every class or the choice changes more than once",
                 )
                 .build(),
             learned_decisions: meter
