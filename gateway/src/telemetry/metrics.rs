@@ -377,14 +377,17 @@ impl Metrics {
         path: &'static str,
         seconds: f64,
     ) {
-        self.learned_estimate.record(
-            seconds,
-            &[
-                KeyValue::new("route", self.names.get(route)),
-                KeyValue::new("size_class", size_class.as_str()),
-                KeyValue::new("path", path),
-            ],
-        );
+        self.learned_estimate
+            .record(seconds, &self.class_path(route, size_class, path));
+    }
+
+    /// The attributes of a learned route's per-class, per-path figure.
+    fn class_path(&self, route: &str, size_class: SizeClass, path: &'static str) -> [KeyValue; 3] {
+        [
+            KeyValue::new("route", self.names.get(route)),
+            KeyValue::new("size_class", size_class.as_str()),
+            KeyValue::new("path", path),
+        ]
     }
 
     /// A learned route's CPU time per request for `path` in `size_class`,
@@ -396,14 +399,8 @@ impl Metrics {
         path: &'static str,
         seconds: f64,
     ) {
-        self.learned_cpu.record(
-            seconds,
-            &[
-                KeyValue::new("route", self.names.get(route)),
-                KeyValue::new("size_class", size_class.as_str()),
-                KeyValue::new("path", path),
-            ],
-        );
+        self.learned_cpu
+            .record(seconds, &self.class_path(route, size_class, path));
     }
 
     /// A learned route's crossover now: its bytes on the series of its

@@ -137,12 +137,9 @@ impl Estimate {
         self.latency().map(|value| self.scale(value, pending))
     }
 
-    /// Like [`Estimate::predict`], from the typical latency.
-    pub fn predict_typical(&self, pending: u32) -> Option<f64> {
-        self.typical().map(|mean| self.scale(mean, pending))
-    }
-
-    fn scale(&self, latency: f64, pending: u32) -> f64 {
+    /// `latency` (this path's estimate or its typical latency) scaled by
+    /// `pending` requests in front against the work its samples met.
+    pub fn scale(&self, latency: f64, pending: u32) -> f64 {
         latency * (1.0 + f64::from(pending)) / (1.0 + self.load)
     }
 

@@ -325,12 +325,6 @@ impl Learned {
         self.pending[path.index()].load(Ordering::Acquire)
     }
 
-    /// Requests in flight on both paths.
-    fn in_flight(&self) -> u32 {
-        self.pending(Path::Wasm)
-            .saturating_add(self.pending(Path::Native))
-    }
-
     /// The predicted cost of a request of class `class` on each path
     /// (Wasm, native) when `pending` requests are in flight on each path
     /// (see the module docs), from the Peak-EWMA estimates.
@@ -347,12 +341,10 @@ impl Learned {
     ) -> [Option<f64>; 2] {
         let in_flight = pending[0].saturating_add(pending[1]);
         let [wasm, native] = &classes[class].estimates;
-        let wasm_latency = match level {
-            Level::Peak => wasm.predict(pending[0]),
-            Level::Typical => wasm.predict_typical(pending[0]),
-        };
         [
-            wasm_latency.map(|latency| latency + self.cost_to_others(wasm, in_flight)),
+            level.of(wasm).map(|latency| {
+                wasm.scale(latency, pending[0]) + self.cost_to_others(wasm, in_flight)
+            }),
             level.of(native).map(|compute| {
                 compute
                     + self.native_wait(classes, class, level)
@@ -563,8 +555,8 @@ impl Learned {
 
     fn sample(&self, class: SizeClass, path: Path, pending: u32, s: Sample, live: bool) {
         let now = self.clock.now();
-        let in_flight = self.in_flight();
         let all = [self.pending(Path::Wasm), self.pending(Path::Native)];
+        let in_flight = all[0].saturating_add(all[1]);
         let t = &self.tuning;
         let mut classes = self.classes();
         // The estimate is of the path's own time: native's wait for a

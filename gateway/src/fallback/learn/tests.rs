@@ -100,6 +100,21 @@ impl Rig {
         v
     }
 
+    /// Calls `step` (which sends requests) up to `limit` times, until
+    /// `class` is on `path`; the call that got it there, 1-based.
+    fn until(
+        &self,
+        class: SizeClass,
+        path: Path,
+        limit: usize,
+        mut step: impl FnMut(usize),
+    ) -> Option<usize> {
+        (1..=limit).find(|&n| {
+            step(n);
+            self.choice(class) == Some(path)
+        })
+    }
+
     fn row(&self, class: SizeClass) -> ClassRow {
         self.learned
             .snapshot()
@@ -228,28 +243,18 @@ fn a_path_that_slows_loses_its_traffic_and_wins_it_back_when_it_recovers() {
     // Wasm slows down tenfold: the first slow answer is the estimate
     // (the peak), and the class moves as soon as it has dwelt.
     let slow = |p| if p == Path::Wasm { 400.0 } else { 40.0 };
-    let mut moved = None;
-    for n in 1..=20 {
+    let moved = rig.until(BIG, Path::Native, 20, |_| {
         rig.request(BIG, slow);
-        if rig.choice(BIG) == Some(Path::Native) {
-            moved = Some(n);
-            break;
-        }
-    }
+    });
     let moved = moved.expect("moved to native within 20 requests");
     assert!(moved <= 10, "{moved}");
     // Wasm recovers. Nothing measures it (no shadow): its estimate goes
     // stale, then a capped share explores it, and the class comes back.
-    let mut back = None;
     let mut explored = 0;
-    for n in 1..=5_000 {
+    let back = rig.until(BIG, Path::Wasm, 5_000, |_| {
         let v = rig.request(BIG, costs(BIG));
         explored += usize::from(v.why == Why::Explore);
-        if rig.choice(BIG) == Some(Path::Wasm) {
-            back = Some(n);
-            break;
-        }
-    }
+    });
     let back = back.expect("back on Wasm within 5,000 requests");
     // 10 ms apart: the estimate goes stale after about 14 s (1,400
     // requests), then one exploring sample shows it fast again.
@@ -416,14 +421,9 @@ fn under_load_a_path_is_charged_for_the_cpu_it_takes_from_the_others() {
     // sooner, so once native has dwelt and its answers confirm it, the
     // class moves to Wasm.
     rig.release(held);
-    let mut back = None;
-    for n in 1..=100 {
+    let back = rig.until(BIG, Path::Wasm, 100, |_| {
         rig.request_with_cpu(BIG, greedy, cpu);
-        if rig.choice(BIG) == Some(Path::Wasm) {
-            back = Some(n);
-            break;
-        }
-    }
+    });
     let back = back.expect("on Wasm once idle");
     // Wasm's estimate was measured with a held request in front of it:
     // that load fades from its samples, a tenth per answer.
@@ -582,28 +582,18 @@ fn a_wait_for_a_native_worker_is_priced_from_the_queue_now_not_from_a_past_peak(
         .answered(SMALL, v.path, v.pending, None, Duration::ZERO);
     // Small answers that really wait now move the class to Wasm (its 6 ms
     // beat the 601 predicted, confirmed by the answers)...
-    let mut moved = None;
-    for n in 1..=20 {
+    let moved = rig.until(SMALL, Path::Wasm, 20, |_| {
         rig.request_queued(SMALL, |p| sizes(p, SMALL), 600.0);
-        if rig.choice(SMALL) == Some(Path::Wasm) {
-            moved = Some(n);
-            break;
-        }
-    }
+    });
     assert!(moved.is_some_and(|n| n <= 8), "{moved:?}");
     // ...and once the big batches are done it comes back to native.
     for v in held {
         rig.learned
             .answered(BIG, v.path, v.pending, Some(ms(400.0)), Duration::ZERO);
     }
-    let mut back = None;
-    for n in 1..=20 {
+    let back = rig.until(SMALL, Path::Native, 20, |_| {
         rig.request(SMALL, |p| sizes(p, SMALL));
-        if rig.choice(SMALL) == Some(Path::Native) {
-            back = Some(n);
-            break;
-        }
-    }
+    });
     assert!(back.is_some_and(|n| n <= 9), "{back:?}");
     assert_eq!(rig.switches(SMALL), 2);
 }
@@ -619,8 +609,7 @@ fn a_class_leaves_a_path_whose_typical_answer_costs_more_than_the_others_does() 
     // fifth. Held against native's *peak* (3 ms, plus the margin) no Wasm
     // answer but the peaks is slower, so four in a row never come; held
     // against what native typically takes, each of them is.
-    let mut moved = None;
-    for n in 1..=60u32 {
+    let moved = rig.until(SMALL, Path::Native, 60, |n| {
         let peak = n % 5 == 0;
         rig.learned.shadow(
             SMALL,
@@ -633,13 +622,18 @@ fn a_class_leaves_a_path_whose_typical_answer_costs_more_than_the_others_does() 
             Path::Wasm => 3.0,
             Path::Native => 1.0,
         });
-        if rig.choice(SMALL) == Some(Path::Native) {
-            moved = Some(n);
-            break;
-        }
-    }
+    });
     let row = rig.row(SMALL);
     assert!(moved.is_some_and(|n| n <= 12), "{moved:?}: {row:?}");
+}
+
+/// Native the faster (1 ms against Wasm's 3), the class seeing a
+/// request every 300 ms, until it is on native (at most 1,000 requests).
+fn sparse_until_native(rig: &Rig) -> Option<usize> {
+    rig.until(SMALL, Path::Native, 1_000, |_| {
+        rig.clock.advance(ms(290.0));
+        rig.request(SMALL, |p| if p == Path::Wasm { 3.0 } else { 1.0 });
+    })
 }
 
 #[test]
@@ -651,15 +645,7 @@ fn a_path_refreshed_only_by_exploring_can_still_win_its_class_back() {
     // second (300 ms apart): one in a hundred explores native, every
     // 30 s, which never lifts its evidence out of staleness (about one
     // sample's worth left). Its latest sample is news all the same.
-    let mut moved = None;
-    for n in 1..=1_000 {
-        rig.clock.advance(ms(290.0));
-        rig.request(SMALL, |p| if p == Path::Wasm { 3.0 } else { 1.0 });
-        if rig.choice(SMALL) == Some(Path::Native) {
-            moved = Some(n);
-            break;
-        }
-    }
+    let moved = sparse_until_native(&rig);
     let row = rig.row(SMALL);
     assert!(
         row.native.evidence < Tuning::default().stale_below(),
@@ -673,16 +659,7 @@ fn a_class_that_moves_to_a_path_with_little_evidence_stays_for_its_dwell() {
     let rig = Rig::new();
     rig.run(17, SMALL, |p| if p == Path::Wasm { 2.0 } else { 3.0 });
     // As above: native, refreshed only by exploring, wins the class...
-    let mut moved = false;
-    for _ in 0..1_000 {
-        rig.clock.advance(ms(290.0));
-        rig.request(SMALL, |p| if p == Path::Wasm { 3.0 } else { 1.0 });
-        if rig.choice(SMALL) == Some(Path::Native) {
-            moved = true;
-            break;
-        }
-    }
-    assert!(moved);
+    assert!(sparse_until_native(&rig).is_some());
     // ...and keeps it while its evidence builds up: no hand-back because
     // its few samples are stale beside Wasm's many.
     let counts = rig.run(50, SMALL, |p| if p == Path::Wasm { 3.0 } else { 1.0 });
