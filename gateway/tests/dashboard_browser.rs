@@ -655,6 +655,18 @@ async fn the_dashboard_shows_what_learned_routing_decided(chromium: &Path) {
         let switches = class["switches"].as_u64().expect("switches");
         assert_eq!(learned_cell(section, id, "switches"), switches.to_string());
     }
+    // One request at a time: a worker was always free, the wait counts in
+    // full, and the page says so.
+    assert_eq!(learned["saturation"].as_f64(), Some(0.0), "{learned:#}");
+    assert_eq!(learned["wait_counted"].as_f64(), Some(1.0), "{learned:#}");
+    let saturation = tags_with(section, &["span", "class=\"saturation\""]);
+    let tag = saturation.first().expect("the saturation line");
+    assert_eq!(attr(tag, "data-saturation"), Some("0"), "{tag}");
+    assert_eq!(attr(tag, "data-counted"), Some("1"), "{tag}");
+    assert!(
+        section.contains("all busy for 0% of the route"),
+        "the saturation in words"
+    );
     let configured = tags_with(section, &["div", "class=\"suggest configured\""]);
     assert_eq!(
         configured.first().and_then(|t| attr(t, "data-bytes")),

@@ -190,8 +190,10 @@ function learnedTable(route) {
     <div class="note">Estimate: Peak-EWMA of the path's latency in the class (live answers and shadow runs); it takes a slow answer at once and
     forgets it over seconds, so it sits nearer the p99 than the p50 above. On native it is the compute time after a worker took the request;
     wait: how long a request sent now would wait for one of the ${fmt(l.tuning.workers, 0)} native workers, from the requests in flight on them now.
+    <span class="saturation" data-saturation="${l.saturation}" data-counted="${l.wait_counted}">The workers were all busy for ${fmt(100 * l.saturation, 0)}% of the route's recent requests, so native's cost counts ${fmt(100 * l.wait_counted, 0)}% of its wait</span>:
+    a wait few requests meet is a burst worth skipping on Wasm; one every request meets is the route's steady state, where skipping it only takes the CPU from the requests ahead.
     CPU: the gateway's CPU time per request on the path, all threads.
-    Cost, what the choice compares: Wasm's estimate scaled by the requests in flight on it now, or native's compute plus its wait, plus what the path's CPU time costs
+    Cost, what the choice compares: Wasm's estimate scaled by the requests in flight on it now, or native's compute plus the counted wait, plus what the path's CPU time costs
     the ${l.in_flight} requests in flight on the route, on both paths, which share the cores (${l.in_flight} &times; CPU / ${fmt(l.tuning.cores, 0)} cores). A class moves only when the other path's cost is ${fmt(100 * l.tuning.hysteresis, 0)}% lower and
     ${l.tuning.confirm} answers in a row cost more than that, at least ${l.tuning.min_samples} answers after its last move; evidence below ${l.tuning.min_samples / 2} samples is stale and gets at most ${fmt(100 * l.tuning.explore_share, 0)}% of the class's requests to re-measure it.</div>`;
 }

@@ -11,10 +11,11 @@
 //! ```text
 //! cost(wasm)   = latency(wasm) × (1 + pending(wasm)) / (1 + pending its samples met)
 //!              + in_flight × cpu(wasm) / cores
-//! cost(native) = compute(native) + wait(native)
+//! cost(native) = compute(native) + wait(native) × counted
 //!              + in_flight × cpu(native) / cores
 //! wait(native) = 0                                              if pending(native) < workers
 //!              = (pending(native) − workers + 1) × mean compute in flight / workers   otherwise
+//! counted      = 1 − saturation × min(1, workers / cores)
 //! ```
 //!
 //! The first line is the request's own completion time, tower's
@@ -36,6 +37,15 @@
 //! compute, and keep the class on Wasm long after the queue was gone at
 //! twice the CPU (measured under steady load, see the README). Wasm's peak
 //! is its service time, so a single estimate suits it.
+//!
+//! The wait counts in full while it is a burst, and less as it becomes
+//! the route's steady state: `saturation` is the share of the route's
+//! recent requests that found every native worker busy ([`saturation`]).
+//! A queue that drains is worth skipping on Wasm; a queue that every
+//! request meets means the workers keep the cores busy all the time, and
+//! a request that skips it takes the CPU from the requests ahead of it
+//! at twice native's price, so the route's throughput falls (measured:
+//! 28% under a 16-client closed loop, before this discount).
 //!
 //! The last term of each is what the request costs everybody else: both
 //! paths run on the same cores (the embedded host and the native
@@ -90,15 +100,17 @@
 
 pub mod estimate;
 pub mod rule;
+pub mod saturation;
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use crate::telemetry::size_class::SizeClass;
 use estimate::{Decay, Estimate};
+use saturation::Saturation;
 
 /// A source of time: seconds since some fixed origin.
 pub trait Clock: Send + Sync + 'static {
@@ -297,12 +309,23 @@ impl Verdict {
 pub struct Learned {
     clock: Box<dyn Clock>,
     tuning: Tuning,
-    classes: Mutex<Classes>,
+    state: Mutex<State>,
     pending: [AtomicU32; 2],
+    /// Times any class took or changed its path: the crossover can only
+    /// have moved when this did.
+    changes: AtomicU64,
 }
 
 /// Every size class of a route.
 type Classes = [Class; SizeClass::ALL.len()];
+
+/// What the route's lock guards: its classes, and how persistently its
+/// native workers are all busy.
+#[derive(Clone, Copy, Debug, Default)]
+struct State {
+    classes: Classes,
+    saturation: Saturation,
+}
 
 impl Learned {
     /// Fresh estimates with `tuning`, timed by `clock`.
@@ -310,15 +333,16 @@ impl Learned {
         Learned {
             clock,
             tuning,
-            classes: Mutex::new([Class::default(); SizeClass::ALL.len()]),
+            state: Mutex::new(State::default()),
             pending: [AtomicU32::new(0), AtomicU32::new(0)],
+            changes: AtomicU64::new(0),
         }
     }
 
-    fn classes(&self) -> std::sync::MutexGuard<'_, Classes> {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
         // The state is plain numbers: a panic elsewhere cannot leave it
         // unusable, so a poisoned lock is taken over.
-        self.classes.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn pending(&self, path: Path) -> u32 {
@@ -328,26 +352,26 @@ impl Learned {
     /// The predicted cost of a request of class `class` on each path
     /// (Wasm, native) when `pending` requests are in flight on each path
     /// (see the module docs), from the Peak-EWMA estimates.
-    fn costs(&self, classes: &Classes, class: usize, pending: [u32; 2]) -> [Option<f64>; 2] {
-        self.costs_from(classes, class, pending, Level::Peak)
+    fn costs(&self, state: &State, class: usize, pending: [u32; 2]) -> [Option<f64>; 2] {
+        self.costs_from(state, class, pending, Level::Peak)
     }
 
     fn costs_from(
         &self,
-        classes: &Classes,
+        state: &State,
         class: usize,
         pending: [u32; 2],
         level: Level,
     ) -> [Option<f64>; 2] {
         let in_flight = pending[0].saturating_add(pending[1]);
-        let [wasm, native] = &classes[class].estimates;
+        let [wasm, native] = &state.classes[class].estimates;
         [
             level.of(wasm).map(|latency| {
                 wasm.scale(latency, pending[0]) + self.cost_to_others(wasm, in_flight)
             }),
             level.of(native).map(|compute| {
                 compute
-                    + self.native_wait(classes, class, level)
+                    + self.native_wait(state, class, level) * self.wait_counted(state)
                     + self.cost_to_others(native, in_flight)
             }),
         ]
@@ -357,7 +381,8 @@ impl Learned {
     /// nothing while one is free; else the requests ahead of it (each at
     /// its class's compute estimate, or at `class`'s when its own has
     /// none) spread over the workers.
-    fn native_wait(&self, classes: &Classes, class: usize, level: Level) -> f64 {
+    fn native_wait(&self, state: &State, class: usize, level: Level) -> f64 {
+        let classes = &state.classes;
         let native = Path::Native.index();
         let own = level.of(&classes[class].estimates[native]).unwrap_or(0.0);
         let (ahead, work) = classes.iter().fold((0u32, 0.0), |(n, work), c| {
@@ -376,6 +401,18 @@ impl Learned {
         (ahead - workers + 1.0) * (work / ahead) / workers
     }
 
+    /// The part of native's wait a cost counts: all of it while the wait
+    /// is a burst, less as it becomes the route's steady state (see
+    /// [`saturation`]). What a request saves by skipping a queue that
+    /// every request meets, it takes from the requests ahead of it, as
+    /// far as the workers keep the cores busy (`workers / cores`; with
+    /// fewer workers than cores, Wasm can run on cores they leave idle).
+    fn wait_counted(&self, state: &State) -> f64 {
+        let t = &self.tuning;
+        let shared = (t.workers / t.cores.max(1.0)).clamp(0.0, 1.0);
+        1.0 - state.saturation.share() * shared
+    }
+
     /// What a request on a path with estimate `e` costs the `in_flight`
     /// others: its CPU time spread over the cores, for each of them.
     fn cost_to_others(&self, e: &Estimate, in_flight: u32) -> f64 {
@@ -389,9 +426,13 @@ impl Learned {
         let now = self.clock.now();
         let t = &self.tuning;
         let pending = [self.pending(Path::Wasm), self.pending(Path::Native)];
-        let mut classes = self.classes();
-        let predicted = self.costs(&classes, class.index(), pending);
-        let c = &mut classes[class.index()];
+        let mut state = self.state();
+        // Every request counts towards how persistently native's workers
+        // are busy, whichever path it is sent to.
+        let busy = f64::from(pending[Path::Native.index()]) >= t.workers.max(1.0);
+        state.saturation.observe(now, busy, t.decay.evidence);
+        let predicted = self.costs(&state, class.index(), pending);
+        let c = &mut state.classes[class.index()];
         let weight = [
             c.estimates[0].weight(now, &t.decay),
             c.estimates[1].weight(now, &t.decay),
@@ -459,6 +500,7 @@ impl Learned {
         let Some(current) = c.current else {
             c.current = Some(faster);
             c.since_switch = 0;
+            self.changes.fetch_add(1, Ordering::AcqRel);
             return faster;
         };
         let other = current.other();
@@ -487,6 +529,7 @@ impl Learned {
             c.since_switch = 0;
             c.slower_streak = 0;
             c.switches += 1;
+            self.changes.fetch_add(1, Ordering::AcqRel);
             return other;
         }
         current
@@ -508,8 +551,8 @@ impl Learned {
         let counter = &self.pending[path.index()];
         let _ = counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
         {
-            let mut classes = self.classes();
-            let n = &mut classes[class.index()].in_flight[path.index()];
+            let mut state = self.state();
+            let n = &mut state.classes[class.index()].in_flight[path.index()];
             *n = n.saturating_sub(1);
         }
         if let Some(took) = took {
@@ -517,19 +560,25 @@ impl Learned {
         }
     }
 
+    /// How many times a class took or changed its path so far: when this
+    /// has not moved, neither has the [`Learned::crossover`].
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Acquire)
+    }
+
     /// Where the learned choice changes path now (see [`Crossover`]).
     pub fn crossover(&self) -> Option<Crossover> {
-        crossover_of(&self.classes())
+        crossover_of(&self.state().classes)
     }
 
     /// `path`'s latency estimate in `class`, seconds.
     pub fn latency(&self, class: SizeClass, path: Path) -> Option<f64> {
-        self.classes()[class.index()].estimates[path.index()].latency()
+        self.state().classes[class.index()].estimates[path.index()].latency()
     }
 
     /// `path`'s CPU time per request in `class`, seconds.
     pub fn cpu(&self, class: SizeClass, path: Path) -> Option<f64> {
-        self.classes()[class.index()].estimates[path.index()].cpu()
+        self.state().classes[class.index()].estimates[path.index()].cpu()
     }
 
     /// A request of `class` on `path` took `cpu` of the gateway's CPU
@@ -537,7 +586,7 @@ impl Learned {
     pub fn spent(&self, class: SizeClass, path: Path, cpu: Duration) {
         let now = self.clock.now();
         let decay = self.tuning.decay;
-        self.classes()[class.index()].estimates[path.index()].spend(now, cpu, &decay);
+        self.state().classes[class.index()].estimates[path.index()].spend(now, cpu, &decay);
     }
 
     /// A shadow run measured `path` on a request of `class` (the path not
@@ -558,25 +607,27 @@ impl Learned {
         let all = [self.pending(Path::Wasm), self.pending(Path::Native)];
         let in_flight = all[0].saturating_add(all[1]);
         let t = &self.tuning;
-        let mut classes = self.classes();
+        let mut state = self.state();
         // The estimate is of the path's own time: native's wait for a
         // worker is predicted from its queue when a request is sent.
         let own = s.took.saturating_sub(s.queued);
-        classes[class.index()].estimates[path.index()].observe(now, own, pending, &t.decay);
-        if live && classes[class.index()].current == Some(path) {
+        state.classes[class.index()].estimates[path.index()].observe(now, own, pending, &t.decay);
+        if live && state.classes[class.index()].current == Some(path) {
             // Against what the other path *typically* costs: an answer is
             // a typical value, so held against the other's peak it would
             // almost never confirm a switch, and a class would stay on a
             // path long after the other became cheaper.
             let other =
-                self.costs_from(&classes, class.index(), all, Level::Typical)[path.other().index()];
-            let c = &mut classes[class.index()];
+                self.costs_from(&state, class.index(), all, Level::Typical)[path.other().index()];
+            let counted = self.wait_counted(&state);
+            let c = &mut state.classes[class.index()];
             c.since_switch += 1;
-            // The answer's cost (its whole time, a wait included, plus what
-            // its path's CPU costs the others) against the other path's
-            // predicted cost.
-            let cost =
-                s.took.as_secs_f64() + self.cost_to_others(&c.estimates[path.index()], in_flight);
+            // The answer's cost (its own time, the part of its wait a cost
+            // counts, and what its path's CPU costs the others) against the
+            // other path's predicted cost.
+            let cost = own.as_secs_f64()
+                + s.queued.as_secs_f64() * counted
+                + self.cost_to_others(&c.estimates[path.index()], in_flight);
             let slower = other.is_some_and(|o| cost > o * (1.0 + t.hysteresis));
             c.slower_streak = if slower { c.slower_streak + 1 } else { 0 };
         }
@@ -589,21 +640,21 @@ impl Learned {
         let t = &self.tuning;
         let pending = [self.pending(Path::Wasm), self.pending(Path::Native)];
         let in_flight = pending[0].saturating_add(pending[1]);
-        let classes = self.classes();
+        let state = self.state();
         let rows: Vec<ClassRow> = SizeClass::ALL
             .into_iter()
             .filter_map(|class| {
-                let c = &classes[class.index()];
+                let c = &state.classes[class.index()];
                 let total = c.requests[0] + c.requests[1];
                 let any = c.estimates.iter().any(|e| e.samples() > 0);
-                let predicted = self.costs(&classes, class.index(), pending);
+                let predicted = self.costs(&state, class.index(), pending);
                 (total > 0 || any).then(|| {
                     let path = |p: Path| {
                         let e = &c.estimates[p.index()];
                         PathRow {
                             estimate_ms: e.latency().map(|s| s * 1000.0),
                             wait_ms: (p == Path::Native && e.latency().is_some()).then(|| {
-                                self.native_wait(&classes, class.index(), Level::Peak) * 1000.0
+                                self.native_wait(&state, class.index(), Level::Peak) * 1000.0
                             }),
                             predicted_ms: predicted[p.index()].map(|s| s * 1000.0),
                             cpu_ms: e.cpu().map(|s| s * 1000.0),
@@ -630,7 +681,7 @@ impl Learned {
                 })
             })
             .collect();
-        let crossover = crossover_of(&classes);
+        let crossover = crossover_of(&state.classes);
         LearnedSnapshot {
             classes: rows,
             crossover,
@@ -645,6 +696,8 @@ impl Learned {
                 workers: t.workers,
             },
             in_flight,
+            saturation: state.saturation.share(),
+            wait_counted: self.wait_counted(&state),
         }
     }
 }
@@ -743,7 +796,8 @@ pub struct PathRow {
     pub estimate_ms: Option<f64>,
     /// Native only: how long a request sent now would wait for a worker,
     /// ms, from the queue in front of the workers now (`null` on Wasm,
-    /// whose waits are in its estimate, and before any sample).
+    /// whose waits are in its estimate, and before any sample); its
+    /// predicted cost counts `wait_counted` of it.
     pub wait_ms: Option<f64>,
     /// Predicted cost of a request sent now, ms: its completion time
     /// plus what its CPU time costs the requests in flight.
@@ -817,6 +871,15 @@ pub struct LearnedSnapshot {
     /// Requests in flight on the route now (both paths): what the
     /// predictions are for.
     pub in_flight: u32,
+    /// The share of the route's recent requests (faded over
+    /// `tuning.evidence_decay_ms`) that found every native worker busy.
+    pub saturation: f64,
+    /// The part of native's wait (`wait_ms`) that its predicted cost
+    /// counts: 1 while the wait is a burst, down to `1 − saturation` as
+    /// it becomes the route's steady state (when the workers keep every
+    /// core busy, skipping their queue on Wasm takes the CPU from the
+    /// requests ahead).
+    pub wait_counted: f64,
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! counted in the metrics.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::{Learned, Path, Why};
@@ -24,6 +25,9 @@ pub struct LearnedRule {
     circuit: CircuitBreaker,
     route: String,
     metrics: Arc<Metrics>,
+    /// [`Learned::changes`] when the crossover was last recorded
+    /// (`u64::MAX`: never).
+    recorded: AtomicU64,
 }
 
 impl LearnedRule {
@@ -39,6 +43,7 @@ impl LearnedRule {
             circuit,
             route: route.to_string(),
             metrics,
+            recorded: AtomicU64::new(u64::MAX),
         }
     }
 }
@@ -116,8 +121,13 @@ impl PathChoice for LearnedRule {
             self.metrics
                 .learned_estimate(&self.route, d.class, path.as_str(), estimate);
         }
-        self.metrics
-            .learned_crossover(&self.route, self.learned.crossover().as_ref());
+        // The crossover moves only when a class changes path: recorded
+        // then, not on every answer.
+        let changes = self.learned.changes();
+        if self.recorded.swap(changes, Ordering::AcqRel) != changes {
+            self.metrics
+                .learned_crossover(&self.route, self.learned.crossover().as_ref());
+        }
     }
 }
 
