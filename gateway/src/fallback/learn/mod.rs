@@ -430,7 +430,7 @@ impl Learned {
         // Every request counts towards how persistently native's workers
         // are busy, whichever path it is sent to.
         let busy = f64::from(pending[Path::Native.index()]) >= t.workers.max(1.0);
-        state.saturation.observe(now, busy, t.decay.evidence);
+        state.saturation.observe(now, busy, t.decay.estimate);
         let predicted = self.costs(&state, class.index(), pending);
         let c = &mut state.classes[class.index()];
         let weight = [
@@ -872,7 +872,8 @@ pub struct LearnedSnapshot {
     /// predictions are for.
     pub in_flight: u32,
     /// The share of the route's recent requests (faded over
-    /// `tuning.evidence_decay_ms`) that found every native worker busy.
+    /// `tuning.estimate_decay_ms`, as a peak is) that found every native
+    /// worker busy.
     pub saturation: f64,
     /// The part of native's wait (`wait_ms`) that its predicted cost
     /// counts: 1 while the wait is a burst, down to `1 − saturation` as
